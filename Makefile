@@ -1,0 +1,53 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`. Both are repeatable and fast the
+# second time: each step below runs again only when what it depends on changed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+ENV := source scripts/env.sh &&
+AIRFLOW_HOME_DIR := .airflow
+SITE_PACKAGES = $(shell $(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+.PHONY: help setup demo test lint emulator lock clean
+
+help:
+	@echo "make demo      set up, start the emulator and run the main job on the embedded defaults"
+	@echo "make test      set up, then run the whole test suite"
+	@echo "make emulator  run the Partner Central emulator in the foreground on 127.0.0.1:4566"
+	@echo "make lint      ruff"
+	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
+	@echo "make clean     remove .venv and the local Airflow home"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	# The project root (include/) and plugins/ are importable in every process of the venv: tasks, tests, CLI.
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/plugins" > "$(SITE_PACKAGES)/partner_relationship_sync.pth"
+	touch $@
+
+$(AIRFLOW_HOME_DIR)/.migrated: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME_DIR)
+	$(ENV) airflow db migrate > $(AIRFLOW_HOME_DIR)/db-migrate.log 2>&1 || { cat $(AIRFLOW_HOME_DIR)/db-migrate.log; exit 1; }
+	touch $@
+
+setup: $(AIRFLOW_HOME_DIR)/.migrated
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup
+	$(ENV) python -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+emulator: $(VENV)/.installed
+	$(ENV) python -m include.emulator --port $${EMULATOR_PORT}
+
+lock:
+	$(VENV)/bin/uv pip compile --quiet --python $(VENV)/bin/python requirements.txt requirements-dev.txt -o constraints.txt
+
+clean:
+	-scripts/emulator.sh stop
+	rm -rf $(VENV) $(AIRFLOW_HOME_DIR)

@@ -1,0 +1,3 @@
+from include.emulator.server import main
+
+main()

@@ -1,0 +1,152 @@
+"""HTTP front of the emulator: the AWS JSON 1.0 protocol, so stock boto3 reaches it through `endpoint_url`.
+
+Besides the API (POST / with X-Amz-Target) it serves a small admin interface for tests and people:
+GET /_emulator/health, GET /_emulator/calls, GET /_emulator/relationships, POST /_emulator/config (JSON of Settings
+fields, e.g. {"internal_error_rate": 1.0}), POST /_emulator/reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import socket
+import threading
+from dataclasses import asdict, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from include.emulator.service import ApiFault, DropResponse, Emulator, Settings
+from include.partner_central.service_model import service_model
+
+log = logging.getLogger("partner_central_emulator")
+CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: EmulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        log.debug(format, *args)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw or b"{}")
+
+    def _send(self, status: int, body: Any, content_type: str = "application/x-amz-json-1.0") -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", self.server.next_request_id())
+        if isinstance(body, dict) and status >= 400 and "__type" in body:
+            self.send_header("x-amzn-ErrorType", body["__type"])
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        emulator = self.server.emulator
+        views = {
+            "/_emulator/health": lambda: {"status": "ok", "settings": asdict(emulator.settings)},
+            "/_emulator/calls": emulator.call_log,
+            "/_emulator/relationships": emulator.relationship_list,
+        }
+        view = views.get(self.path.split("?")[0])
+        if view is None:
+            self._send(404, {"message": f"no such path {self.path}"}, "application/json")
+        else:
+            self._send(200, view(), "application/json")
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        try:
+            body = self._body()
+        except ValueError as exc:
+            self._send(400, {"__type": "SerializationException", "message": f"request body is not JSON: {exc}"})
+            return
+        if self.path.startswith("/_emulator/"):
+            self._admin(self.path, body)
+            return
+        target = self.headers.get("X-Amz-Target", "")
+        prefix, _, operation = target.partition(".")
+        if prefix != self.server.target_prefix:
+            self._send(400, {"__type": "UnknownOperationException", "message": f"unknown target {target!r}"})
+            return
+        match = CREDENTIAL.search(self.headers.get("Authorization", ""))
+        if match is None:
+            self._send(403, {"__type": "AccessDeniedException", "message": "request is not signed"})
+            return
+        try:
+            response = self.server.emulator.handle(operation, body, match.group(1))
+        except ApiFault as fault:
+            self._send(fault.status, fault.body)
+        except DropResponse:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            self._send(200, response)
+
+    def _admin(self, path: str, body: dict[str, Any]) -> None:
+        emulator = self.server.emulator
+        try:
+            if path == "/_emulator/config":
+                emulator.configure(body)
+            elif path == "/_emulator/reset":
+                emulator.reset()
+                emulator.configure(body)
+            else:
+                self._send(404, {"message": f"no such path {path}"}, "application/json")
+                return
+        except (TypeError, ValueError) as exc:
+            self._send(400, {"message": str(exc)}, "application/json")
+            return
+        self._send(200, {"settings": asdict(emulator.settings)}, "application/json")
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, settings: Settings | None = None):
+        super().__init__((host, port), _Handler)
+        self.emulator = Emulator(settings)
+        self.target_prefix = service_model().metadata["targetPrefix"]
+        self._request_ids = 0
+        self._ids_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def next_request_id(self) -> str:
+        with self._ids_lock:
+            self._request_ids += 1
+            return f"00000000-0000-4000-8000-{self._request_ids:012d}"
+
+    def start_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="partner-central-emulator", daemon=True)
+        thread.start()
+        return thread
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local emulator of the AWS Partner Central Channel API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    for setting in fields(Settings):
+        kind = float if setting.type in ("float", "float | None") else int
+        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=kind, default=setting.default)
+    args = vars(parser.parse_args(argv))
+    host, port = args.pop("host"), args.pop("port")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = EmulatorServer(host, port, Settings(**args))
+    log.info("Partner Central Channel emulator listening on %s (settings: %s)", server.url, asdict(server.emulator.settings))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,127 @@
+"""Create one relationship exactly once: deterministic token, rate limit, one retry layer, conflict look-up.
+
+The operator and the sync's batch task both call `create_relationship`, so they share one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from include.partner_central.api_errors import ApiError, classify
+from include.partner_central.rate_limit import RateLimiter
+from include.partner_central.relationship_request import describe, pma_id
+from include.partner_central.retry_policy import RetryPolicy
+
+CREATED = "created"
+ALREADY_EXISTS = "already_exists"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    status: str
+    relationship_id: str
+    relationship_arn: str
+    attempts: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def create_relationship(
+    client: Any,
+    request: Mapping[str, Any],
+    *,
+    limiter: RateLimiter,
+    policy: RetryPolicy = RetryPolicy(),
+    logger: logging.Logger | logging.LoggerAdapter = log,
+) -> CreateResult:
+    """Send CreateRelationship; on ConflictException return the existing relationship as `already_exists`.
+
+    Raises ApiError (one line, code and message, `retryable` set) when the relationship can be neither created
+    nor found.
+    """
+    if not request.get("clientToken"):
+        raise ValueError("a clientToken is required: without one botocore invents a random token per call")
+    name = describe(request)
+
+    def send() -> dict[str, Any]:
+        limiter.acquire()
+        try:
+            response = client.create_relationship(**request)
+        except Exception as exc:
+            error = classify(exc)
+            if error.throttling:
+                limiter.throttled()
+            raise error from exc
+        limiter.succeeded()
+        return response
+
+    def on_retry(error: ApiError, attempt: int, wait: float) -> None:
+        logger.warning("CreateRelationship %s: attempt %d failed (%s); retrying in %.1fs", name, attempt, error, wait)
+
+    attempts = 0
+
+    def counted_send() -> dict[str, Any]:
+        nonlocal attempts
+        attempts += 1
+        return send()
+
+    try:
+        detail = policy.call(counted_send, on_retry)["relationshipDetail"]
+    except ApiError as error:
+        error.attempts = attempts
+        if error.code != "ConflictException":
+            logger.error("CreateRelationship %s failed after %d attempt(s): %s", name, error.attempts, error)
+            raise
+        existing = find_relationship(client, request, policy)
+        if existing is None:
+            logger.error("CreateRelationship %s: %s, and no such relationship was found", name, error)
+            raise ApiError(
+                error.code,
+                f"{error.message} (conflicting {error.details.get('resourceType', 'resource')} "
+                f"{error.details.get('resourceId', 'unknown')}; no relationship {name} was found by "
+                "ListRelationships)",
+                retryable=False,
+                details=error.details,
+            ) from error
+        logger.info("CreateRelationship %s: already exists as %s", name, existing["id"])
+        return CreateResult(ALREADY_EXISTS, existing["id"], existing["arn"], attempts)
+    logger.info("CreateRelationship %s: created %s", name, detail["id"])
+    return CreateResult(CREATED, detail["id"], detail["arn"], attempts)
+
+
+def find_relationship(
+    client: Any, request: Mapping[str, Any], policy: RetryPolicy = RetryPolicy()
+) -> dict[str, Any] | None:
+    """The existing relationship with the request's identity (catalog, PMA, associated account, type), if any."""
+    pma = pma_id(request["programManagementAccountIdentifier"])
+    filters: dict[str, Any] = {
+        "catalog": request["catalog"],
+        "programManagementAccountIdentifiers": [request["programManagementAccountIdentifier"]],
+        "associationTypes": [request["associationType"]],
+    }
+    if request.get("associatedAccountId"):
+        filters["associatedAccountIds"] = [request["associatedAccountId"]]
+    else:
+        filters["displayNames"] = [request["displayName"]]
+
+    def matches(item: Mapping[str, Any]) -> bool:
+        return (
+            item.get("programManagementAccountId") == pma
+            and item.get("associationType") == request["associationType"]
+            and item.get("associatedAccountId") == request.get("associatedAccountId")
+        )
+
+    def search() -> dict[str, Any] | None:
+        for page in client.get_paginator("list_relationships").paginate(**filters):
+            for item in page.get("items", []):
+                if matches(item):
+                    return item
+        return None
+
+    return policy.call(search)

@@ -1,0 +1,132 @@
+"""Operator that creates one AWS Partner Central relationship, exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from include.partner_central.api_errors import ApiError
+from include.partner_central.create_relationship import create_relationship
+from include.partner_central.rate_limit import DEFAULT_CREATES_PER_SECOND, AdaptiveRateLimiter
+from include.partner_central.relationship_request import build_create_request
+from include.partner_central.retry_policy import RetryPolicy
+from partner_central_provider.hooks import PartnerCentralChannelHook
+
+JSON_FIELDS = ("tags", "requested_support_plan")
+
+
+def _from_json_text(name: str, value: Any) -> Any:
+    """Templated JSON fields arrive as text ("null", '{"team": "x"}'); dicts and lists pass through."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value) if value.strip() else None
+    except ValueError as exc:
+        raise AirflowFailException(f"{name} is not valid JSON ({exc}): {value[:80]!r}") from None
+
+
+# BaseOperator already has `start_date` (when the task may first run), so the API's startDate is spelled
+# `relationship_start_date` here.
+RENAMED_FIELDS = {"relationship_start_date": "start_date"}
+
+
+class CreateRelationshipOperator(AwsBaseOperator[PartnerCentralChannelHook]):
+    """
+    Create a relationship in AWS Partner Central (CreateRelationship), exactly once.
+
+    Every request field of the API is a templated argument. The clientToken is derived from the relationship's
+    identity unless given, so task retries, re-runs and backfills send the same token. Retries happen once, here
+    (tenacity, full jitter); a ConflictException is resolved by looking the relationship up.
+
+    Returns ``{"status": "created" | "already_exists", "relationship_id", "relationship_arn", "attempts"}``.
+
+    :param rate_per_second: the most CreateRelationship calls this task sends per second. The quota is per AWS
+        account; tasks that run side by side should share it through a pool (see the sync DAG).
+    :param max_attempts: attempts per call, first included.
+    :param max_retry_seconds: the longest time spent retrying one call.
+    """
+
+    aws_hook_class = PartnerCentralChannelHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "catalog",
+        "association_type",
+        "program_management_account_identifier",
+        "associated_account_id",
+        "display_name",
+        "resale_account_model",
+        "sector",
+        "client_token",
+        "tags",
+        "requested_support_plan",
+        "account_scope",
+        "relationship_start_date",
+    )
+    template_fields_renderers = {"tags": "json", "requested_support_plan": "json"}
+    ui_color = "#f8e8d0"
+
+    def __init__(
+        self,
+        *,
+        catalog: str,
+        association_type: str,
+        program_management_account_identifier: str,
+        display_name: str,
+        sector: str,
+        associated_account_id: str | None = None,
+        resale_account_model: str | None = None,
+        client_token: str | None = None,
+        tags: dict[str, str] | list[dict[str, str]] | None = None,
+        requested_support_plan: dict[str, Any] | None = None,
+        account_scope: str | None = None,
+        relationship_start_date: str | None = None,
+        rate_per_second: float = DEFAULT_CREATES_PER_SECOND,
+        max_attempts: int = RetryPolicy.max_attempts,
+        max_retry_seconds: float = RetryPolicy.max_seconds,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.catalog = catalog
+        self.association_type = association_type
+        self.program_management_account_identifier = program_management_account_identifier
+        self.display_name = display_name
+        self.sector = sector
+        self.associated_account_id = associated_account_id
+        self.resale_account_model = resale_account_model
+        self.client_token = client_token
+        self.tags = tags
+        self.requested_support_plan = requested_support_plan  # a dict, or its JSON text (from a template)
+        self.account_scope = account_scope
+        self.relationship_start_date = relationship_start_date
+        self.rate_per_second = rate_per_second
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+
+    def request(self) -> dict[str, Any]:
+        fields = {
+            RENAMED_FIELDS.get(name, name): getattr(self, name)
+            for name in self.template_fields
+            if name not in ("aws_conn_id", "region_name", "verify")
+        }
+        for name in JSON_FIELDS:
+            fields[name] = _from_json_text(name, fields[name])
+        return build_create_request(**fields)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        try:
+            result = create_relationship(
+                self.hook.conn,
+                self.request(),
+                limiter=AdaptiveRateLimiter(self.rate_per_second),
+                policy=RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds),
+                logger=self.log,
+            )
+        except ApiError as error:
+            message = f"CreateRelationship failed after {error.attempts} attempt(s): {error}"
+            # A final answer (validation, access, quota, conflict) fails at once: task retries would not change it.
+            raise (AirflowException if error.retryable else AirflowFailException)(message) from None
+        return result.as_dict()
