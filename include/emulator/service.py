@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import random
 import secrets
 import string
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -38,7 +40,7 @@ ERROR_STATUS = {
 class Settings:
     """What the emulator does; every field can be set at start (CLI) and at run time (POST /_emulator/config)."""
 
-    create_rate: float = 3.0  # CreateRelationship requests per second per account (the documented quota)
+    create_rate: float = 3.0  # CreateRelationship requests in any second, per account (the documented quota)
     read_rate: float = 5.0  # GetRelationship and ListRelationships requests per second per account
     max_relationships_per_pma: int = 1000
     latency_ms: float = 0.0  # added to every API call
@@ -70,20 +72,22 @@ class DropResponse(Exception):
     """The change is committed; the HTTP layer must close the connection without answering."""
 
 
-@dataclass
-class _Bucket:
-    rate: float
-    tokens: float
-    stamp: float
+class _RateWindow:
+    """At most `rate` requests in any window of one second (for a fractional rate: floor(rate) per floor(rate)/rate
+    seconds): the strict reading of "N requests per second", with no burst above it."""
 
-    def take(self, rate: float, now: float) -> bool:
-        self.rate = rate
-        self.tokens = min(rate, self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+    def __init__(self) -> None:
+        self.admitted: deque[float] = deque()
+
+    def admit(self, rate: float, now: float) -> bool:
+        allowed = max(1, math.floor(rate))
+        window = allowed / rate
+        while self.admitted and self.admitted[0] <= now - window:
+            self.admitted.popleft()
+        if len(self.admitted) >= allowed:
+            return False
+        self.admitted.append(now)
+        return True
 
 
 @dataclass
@@ -102,6 +106,7 @@ class Call:
     client_token: str | None
     started: float
     ended: float = 0.0
+    admitted: float | None = None  # when the rate limit let it through
     status: int = 0
     error_code: str | None = None
     relationship_id: str | None = None
@@ -122,7 +127,7 @@ class Emulator:
             self._random = random.Random(self.settings.seed)
             self.relationships: dict[str, Relationship] = {}
             self._by_token: dict[tuple[str, str], str] = {}
-            self._buckets: dict[tuple[str, str], _Bucket] = {}
+            self._windows: dict[tuple[str, str], _RateWindow] = {}
             self.calls: list[Call] = []
             self._in_flight = 0
             self.max_in_flight = 0
@@ -146,7 +151,7 @@ class Emulator:
         try:
             if self.settings.latency_ms:
                 time.sleep(self.settings.latency_ms / 1000)
-            response = self._dispatch(operation, params, account)
+            response = self._dispatch(operation, params, account, call)
             call.status = 200
             call.relationship_id = (response.get("relationshipDetail") or {}).get("id")
             return response
@@ -162,7 +167,7 @@ class Emulator:
                 self._in_flight -= 1
                 call.ended = time.time()
 
-    def _dispatch(self, operation: str, params: Any, account: str) -> dict[str, Any]:
+    def _dispatch(self, operation: str, params: Any, account: str, call: Call) -> dict[str, Any]:
         if operation not in OPERATIONS:
             raise ApiFault("UnknownOperationException", f"operation {operation} is not emulated")
         errors = validate_request(params, operation)
@@ -173,21 +178,22 @@ class Emulator:
                 reason="REQUEST_VALIDATION_FAILED",
                 fieldList=[error.as_api_field() for error in errors],
             )
-        self._throttle(operation, account)
+        self._throttle(operation, account, call)
         if operation == "CreateRelationship":
             return self._create(params, account)
         if operation == "GetRelationship":
             return self._get(params, account)
         return self._list(params, account)
 
-    def _throttle(self, operation: str, account: str) -> None:
+    def _throttle(self, operation: str, account: str, call: Call) -> None:
         kind = "write" if operation in WRITE_OPERATIONS else "read"
         rate = self.settings.create_rate if kind == "write" else self.settings.read_rate
-        now = time.monotonic()
         with self._lock:
-            bucket = self._buckets.setdefault((account, kind), _Bucket(rate, rate, now))
-            allowed = bucket.take(rate, now)
-        if not allowed:
+            now = time.time()
+            allowed = self._windows.setdefault((account, kind), _RateWindow()).admit(rate, now)
+        if allowed:
+            call.admitted = now
+        else:
             raise ApiFault(
                 "ThrottlingException",
                 f"Rate exceeded: {operation} allows {rate:g} requests per second per account",

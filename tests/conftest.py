@@ -1,0 +1,66 @@
+"""Shared fixtures: a real emulator over HTTP, and Airflow connections that point at it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from include.emulator.server import EmulatorServer
+from include.emulator.service import Settings
+
+ACCESS_KEY = "AKIATESTACCOUNT00001"
+SECRET_KEY = "test-secret-key-never-logged"
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    server = EmulatorServer()
+    server.start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
+    """A fresh emulator state, and the `aws_default` connection pointing at it."""
+    emulator_server.emulator.settings = Settings()
+    emulator_server.emulator.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(emulator_server.url))
+    return emulator_server
+
+
+def aws_connection_json(endpoint_url: str) -> str:
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": ACCESS_KEY,
+            "password": SECRET_KEY,
+            "extra": {"endpoint_url": endpoint_url, "region_name": "us-east-1"},
+        }
+    )
+
+
+@pytest.fixture
+def raw_client(emulator: EmulatorServer):
+    """A stock boto3 client on the emulator, with client-side validation off to send what the server must refuse."""
+    return boto3.client(
+        "partnercentral-channel",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _airflow_home_is_local() -> None:
+    home = os.environ.get("AIRFLOW_HOME", "")
+    if not home:
+        pytest.exit("AIRFLOW_HOME is not set: run the tests with `make test` (it sources scripts/env.sh)")

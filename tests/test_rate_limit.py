@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from include.partner_central.rate_limit import SPACING_MARGIN, AdaptiveRateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.starts: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def run(limiter: AdaptiveRateLimiter, clock: FakeClock, calls: int) -> list[float]:
+    starts = []
+    for _ in range(calls):
+        limiter.acquire()
+        starts.append(clock.now)
+    return starts
+
+
+def test_calls_are_spaced_at_the_rate():
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(3, clock=clock, sleep=clock.sleep)
+    starts = run(limiter, clock, 7)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps == pytest.approx([SPACING_MARGIN / 3] * 6)
+    assert sum(1 for t in starts if starts[0] <= t < starts[0] + 1) == 3
+
+
+def test_throttling_slows_down_and_success_wins_the_rate_back():
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(4, clock=clock, sleep=clock.sleep)
+    limiter.throttled()
+    limiter.throttled()
+    assert limiter.rate == 1
+    run(limiter, clock, 2)
+    assert clock.now - 100.0 == pytest.approx(SPACING_MARGIN / 1)
+    for _ in range(100):
+        limiter.succeeded()
+    assert limiter.rate == 4
+
+
+def test_the_rate_never_falls_to_zero():
+    limiter = AdaptiveRateLimiter(3)
+    for _ in range(50):
+        limiter.throttled()
+    assert limiter.rate == pytest.approx(3 / 16)
+
+
+def test_rate_must_be_positive():
+    with pytest.raises(ValueError, match="rate must be positive"):
+        AdaptiveRateLimiter(0)
