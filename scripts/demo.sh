@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: run the main job on the embedded defaults (the local emulator) and print what it did.
+# `make demo`: run the sync on the embedded defaults (a SQLite warehouse with sample candidates, the local emulator)
+# with `airflow dags test`, and print what it did.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$PROJECT_DIR"
@@ -7,16 +8,17 @@ started_emulator=""
 if ! scripts/emulator.sh status >/dev/null 2>&1; then scripts/emulator.sh start; started_emulator=1; fi
 trap '[ -n "$started_emulator" ] && scripts/emulator.sh stop >/dev/null' EXIT
 
+warehouse="$AIRFLOW_HOME/warehouse.db"
+run_date=$(python -m include.sync.demo_data seed "$warehouse")
 log="$AIRFLOW_HOME/demo.log"
-echo "Running partner_relationship_create_single with airflow dags test (log: $log) ..."
-if ! airflow dags test partner_relationship_create_single >"$log" 2>&1; then
+echo "Sample candidates are in $warehouse (table partner_relationship_candidates)."
+echo "Running: airflow dags test partner_relationship_sync $run_date   (log: $log) ..."
+if ! airflow dags test partner_relationship_sync "$run_date" >"$log" 2>&1; then
   echo "The DAG run failed; the end of its log:" >&2; tail -40 "$log" >&2; exit 1
 fi
-grep -E "CreateRelationship .*: (created|already exists)" "$log" | sed -E 's/^.*\] (CreateRelationship[^[]*).*$/  \1/' || true
+python -m include.sync.demo_data report "$warehouse"
 python - "$EMULATOR_URL" <<'PY'
 import json, sys, urllib.request
 rows = json.load(urllib.request.urlopen(sys.argv[1] + "/_emulator/relationships"))
-print(f"The emulator at {sys.argv[1]} now holds {len(rows)} relationship(s):")
-for r in rows:
-    print(f"  {r['id']}  {r['associationType']}  {r.get('associatedAccountId', '-')}  {r['displayName']}  {r['arn']}")
+print(f"The emulator at {sys.argv[1]} holds {len(rows)} relationship(s) created by this demo.")
 PY

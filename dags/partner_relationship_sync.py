@@ -1,0 +1,96 @@
+"""
+### Partner relationship sync
+
+Turns each valid candidate of the warehouse table `partner_relationship_candidates` into exactly one AWS Partner
+Central relationship, and records what happened to every row back in the warehouse.
+
+1. **check_and_stage**: the candidates updated in the run's data interval (plus every retryable failure) are checked
+   with Great Expectations; rejected rows are recorded with their reasons; the run stops before any API call when
+   too many are rejected; valid rows are staged in the warehouse in batches.
+2. **create_relationships**: one mapped task per batch, all in the `partner_central_api` pool, sharing the AWS
+   account's rate; each outcome is written as its call returns.
+3. **record_run**: the run's counts; the run fails when a later run must retry some candidates.
+
+Trigger it by hand for a dry run, for given candidates, or for every pending candidate regardless of dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from partner_central_provider import sync_tasks
+
+# Read at parse time because Airflow needs them to build the DAG; everything else is read inside the tasks.
+POOL = os.environ.get("PARTNER_SYNC_POOL", "partner_central_api")
+SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
+
+
+@dag(
+    dag_id="partner_relationship_sync",
+    description="Warehouse candidates → data-quality checks → Partner Central relationships → outcomes",
+    schedule=CronDataIntervalTimetable(SCHEDULE, timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    tags=["partner-central", "warehouse", "sync"],
+    default_args={"owner": "partner-data", "retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+    params={
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Check and stage the candidates and record what would be sent in the history table, "
+            "without calling the API or changing the current state.",
+        ),
+        "candidate_ids": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Candidate ids",
+            description="Only these candidates (one per line), whatever their dates. Empty: the run's selection.",
+        ),
+        "include_all_pending": Param(
+            False,
+            type="boolean",
+            title="Include all pending",
+            description="Ignore the data interval: take every candidate not created yet.",
+        ),
+        "limit": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Limit",
+            description="At most this many candidates (in candidate_id order). Empty: no limit.",
+        ),
+        "max_reject_ratio": Param(
+            0.2,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Max reject ratio",
+            description="Stop before any API call when a larger share of the candidates fails data-quality rules.",
+        ),
+    },
+    doc_md=__doc__,
+)
+def partner_relationship_sync():
+    @task
+    def check_and_stage() -> list[dict[str, int]]:
+        return sync_tasks.check_and_stage()
+
+    @task(pool=POOL, map_index_template="{{ batch_label }}", retries=3)
+    def create_relationships(batch: dict[str, int]) -> dict[str, int]:
+        return sync_tasks.create_batch(batch)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def record_run() -> dict:
+        return sync_tasks.record_run()
+
+    batches = check_and_stage()
+    create_relationships.expand(batch=batches) >> record_run()
+
+
+partner_relationship_sync()

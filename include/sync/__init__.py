@@ -1,0 +1,1 @@
+"""The warehouse-to-Partner-Central sync: plain Python on DB-API connections, driven by the sync DAG."""

@@ -1,0 +1,72 @@
+"""Every difference between the supported warehouses, in one place: placeholders, timestamps, types, locking.
+
+SQL in this package is written once, with `?` placeholders and the ANSI/SQLite spelling of upserts
+(`INSERT ... ON CONFLICT (...) DO UPDATE`, which PostgreSQL shares); a Dialect adapts it to one warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
+
+
+def identifier(value: str, setting: str) -> str:
+    """A table name from configuration, checked before it is put into SQL (values are always bound)."""
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{setting} must be a table name like `name` or `schema.name` (letters, digits, _; at most 63 each), "
+            f"got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    placeholder: str
+    timestamp_type: str
+    boolean_type: str
+    row_lock: str  # appended to a SELECT to hold its rows until commit (SQLite locks the whole file instead)
+
+    def sql(self, statement: str) -> str:
+        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+
+    def timestamp(self, column: str) -> str:
+        """A column of the user's table as a comparable timestamp, whatever text form SQLite keeps it in."""
+        return f"julianday({column})" if self.name == "sqlite" else column
+
+    def timestamp_param(self) -> str:
+        return "julianday(?)" if self.name == "sqlite" else "?"
+
+    def bind_time(self, value: dt.datetime) -> Any:
+        value = value.astimezone(dt.timezone.utc)
+        return value.isoformat(sep=" ") if self.name == "sqlite" else value
+
+    def read_time(self, value: Any) -> dt.datetime | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+    def bind_bool(self, value: bool | None) -> Any:
+        return None if value is None else (int(value) if self.name == "sqlite" else value)
+
+
+SQLITE = Dialect("sqlite", "?", "TEXT", "INTEGER", "")
+POSTGRES = Dialect("postgres", "%s", "TIMESTAMPTZ", "BOOLEAN", " FOR UPDATE")
+DIALECTS = {"sqlite": SQLITE, "postgres": POSTGRES, "postgresql": POSTGRES}
+
+
+def dialect_for(conn_type: str) -> Dialect:
+    try:
+        return DIALECTS[conn_type]
+    except KeyError:
+        raise ValueError(
+            f"warehouse connection type {conn_type!r} is not supported yet; supported: {', '.join(sorted(DIALECTS))}"
+        ) from None

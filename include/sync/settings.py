@@ -1,0 +1,74 @@
+"""What a sync run is configured with. Read inside tasks, from Airflow Variables or the environment, never at parse.
+
+Each setting NAME is looked up as the Airflow Variable `partner_sync_NAME`, then the environment variable
+`PARTNER_SYNC_NAME`, then its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from include.sync.dialect import identifier
+
+
+@dataclass(frozen=True)
+class Tables:
+    candidates: str = "partner_relationship_candidates"
+    outcomes: str = "partner_relationship_outcomes"
+    attempts: str = "partner_relationship_attempts"
+    runs: str = "partner_relationship_sync_runs"
+    staging: str = "partner_relationship_staging"
+    rate_limit: str = "partner_central_rate_limit"
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            identifier(getattr(self, item.name), f"{item.name}_table")
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    warehouse_conn_id: str = "partner_warehouse"
+    aws_conn_id: str = "aws_default"
+    # CreateRelationship calls per second for the AWS account, shared by every run, slot and backfill.
+    rate_per_second: float = 3.0
+    batch_size: int = 50
+    max_batches: int = 1024  # Airflow's [core] max_map_length
+    max_attempts: int = 8
+    max_retry_seconds: float = 120.0
+    # A claim older than this is taken to belong to a run that died, and may be taken over.
+    claim_timeout_seconds: float = 3600.0
+    # Rows read, checked and staged at a time: bounds memory on large feeds.
+    chunk_rows: int = 50_000
+    tables: Tables = Tables()
+
+    def __post_init__(self) -> None:
+        if self.rate_per_second <= 0:
+            raise ValueError(f"rate_per_second must be positive, got {self.rate_per_second}")
+        if not 1 <= self.max_batches <= 1024:
+            raise ValueError(f"max_batches must be between 1 and 1024, got {self.max_batches}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    @classmethod
+    def load(cls, lookup: Callable[[str], str | None]) -> SyncSettings:
+        """Settings from a lookup of `partner_sync_<name>` (Variable, environment); defaults for the rest."""
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            if item.name == "tables":
+                continue
+            raw = lookup(item.name)
+            if raw is not None and raw != "":
+                values[item.name] = _convert(item.name, type(getattr(cls, item.name)), raw)
+        table_values = {
+            item.name: raw for item in fields(Tables) if (raw := lookup(f"{item.name}_table")) not in (None, "")
+        }
+        return cls(**values, tables=Tables(**table_values))
+
+
+def _convert(name: str, kind: type, raw: str) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"setting partner_sync_{name} must be a {kind.__name__}, got {raw!r}") from None

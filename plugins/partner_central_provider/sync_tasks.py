@@ -1,0 +1,89 @@
+"""The sync DAG's tasks, wired to Airflow: settings from Variables, the warehouse from its connection, the API
+through PartnerCentralChannelHook. The work itself is in include.sync.steps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from airflow.sdk import BaseHook, Variable, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.sync import steps
+from include.sync.dialect import dialect_for
+from include.sync.settings import SyncSettings
+from include.sync.shared_rate_limit import WarehouseRateLimiter
+from include.sync.warehouse import Warehouse
+from partner_central_provider.hooks import PartnerCentralChannelHook
+
+
+def sync_settings() -> SyncSettings:
+    """Airflow Variable `partner_sync_<name>`, else environment `PARTNER_SYNC_<NAME>`, else the default."""
+
+    def lookup(name: str) -> str | None:
+        value = Variable.get(f"partner_sync_{name}", default=None)
+        return value if value is not None else os.environ.get(f"PARTNER_SYNC_{name.upper()}")
+
+    return SyncSettings.load(lookup)
+
+
+@contextmanager
+def open_warehouse(settings: SyncSettings) -> Iterator[Warehouse]:
+    connection = BaseHook.get_connection(settings.warehouse_conn_id)
+    dbapi_connection = connection.get_hook().get_conn()
+    try:
+        yield Warehouse(dbapi_connection, dialect_for(connection.conn_type), settings.tables)
+    finally:
+        dbapi_connection.close()
+
+
+def run_request(context: Any) -> steps.RunRequest:
+    params = context["params"]
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    return steps.RunRequest(
+        dag_run_id=context["run_id"],
+        interval=(start, end) if start is not None and end is not None and start < end else None,
+        dry_run=bool(params.get("dry_run")),
+        candidate_ids=tuple(str(cid).strip() for cid in params.get("candidate_ids") or () if str(cid).strip()),
+        include_all_pending=bool(params.get("include_all_pending")),
+        limit=params.get("limit"),
+        max_reject_ratio=float(params.get("max_reject_ratio", 0.2)),
+    )
+
+
+def check_and_stage() -> list[dict[str, int]]:
+    """Select, check and stage the run's candidates; return the batches (numbers only: rows stay in the warehouse)."""
+    context = get_current_context()
+    settings = sync_settings()
+    with open_warehouse(settings) as warehouse:
+        try:
+            batches = steps.prepare(warehouse, settings, run_request(context))
+        except steps.QualityGateError as gate:
+            raise AirflowFailException(str(gate)) from None
+    return [{"number": b.number, "first": b.first, "end": b.end} for b in batches]
+
+
+def create_batch(batch: dict[str, int]) -> dict[str, int]:
+    """Send one staged batch through the operator's code path, under the account's shared rate limit."""
+    context = get_current_context()
+    settings = sync_settings()
+    this_batch = steps.Batch(**batch)
+    context["batch_label"] = this_batch.label
+    client = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id).conn
+    with open_warehouse(settings) as warehouse:
+        limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}", settings.rate_per_second)
+        counts = steps.create_batch(warehouse, settings, run_request(context), this_batch, client, limiter)
+    return dict(counts)
+
+
+def record_run() -> dict[str, Any]:
+    """Write the run row and its counts; fail the DAG run when some candidates must be retried later."""
+    context = get_current_context()
+    settings = sync_settings()
+    with open_warehouse(settings) as warehouse:
+        try:
+            return steps.finish(warehouse, run_request(context))
+        except steps.SyncRunFailed as failed:
+            raise AirflowFailException(str(failed)) from None
