@@ -64,3 +64,78 @@ def _airflow_home_is_local() -> None:
     home = os.environ.get("AIRFLOW_HOME", "")
     if not home:
         pytest.exit("AIRFLOW_HOME is not set: run the tests with `make test` (it sources scripts/env.sh)")
+
+
+# -- warehouses ------------------------------------------------------------------------------------------------------
+POSTGRES_DSN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+
+
+class TestWarehouse:
+    """A real warehouse for one test: its DB-API connection for seeding and assertions, and its Airflow connection."""
+
+    def __init__(self, kind: str, connect, airflow_conn: dict):
+        self.kind = kind
+        self.connect = connect
+        self.airflow_conn = airflow_conn
+        self.connection = connect()
+
+    def warehouse(self):
+        from include.sync.dialect import dialect_for
+        from include.sync.settings import Tables
+        from include.sync.warehouse import Warehouse
+
+        return Warehouse(self.connect(), dialect_for(self.kind), Tables())
+
+    def seed(self, rows) -> None:
+        from include.sync.demo_data import candidate_table_ddl, insert_candidates
+        from include.sync.settings import Tables
+
+        table = Tables().candidates
+        cursor = self.connection.cursor()
+        cursor.execute(candidate_table_ddl(table, "TIMESTAMPTZ" if self.kind == "postgres" else "TEXT"))
+        self.connection.commit()
+        insert_candidates(self.connection, rows, table, "%s" if self.kind == "postgres" else "?")
+
+    def query(self, sql: str, params=()) -> list[dict]:
+        cursor = self.connection.cursor()
+        cursor.execute(sql if self.kind == "sqlite" else sql.replace("?", "%s"), params)
+        names = [c[0] for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        self.connection.commit()
+        return rows
+
+    def execute(self, sql: str, params=()) -> None:
+        cursor = self.connection.cursor()
+        cursor.execute(sql if self.kind == "sqlite" else sql.replace("?", "%s"), params)
+        self.connection.commit()
+
+
+def _reset_postgres() -> None:
+    import psycopg2
+
+    from include.sync.settings import Tables
+
+    with psycopg2.connect(**POSTGRES_DSN) as connection, connection.cursor() as cursor:
+        for table in vars(Tables()).values():
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_warehouse(request, tmp_path, monkeypatch) -> Iterator[TestWarehouse]:
+    """The sync's warehouse, on SQLite and on the local PostgreSQL server; `partner_warehouse` points at it."""
+    if request.param == "sqlite":
+        import sqlite3
+
+        path = str(tmp_path / "warehouse.db")
+        airflow_conn = {"conn_type": "sqlite", "host": path}
+        result = TestWarehouse("sqlite", lambda: sqlite3.connect(path), airflow_conn)
+    else:
+        import psycopg2
+
+        _reset_postgres()
+        airflow_conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
+                        "schema": "test"}
+        result = TestWarehouse("postgres", lambda: psycopg2.connect(**POSTGRES_DSN), airflow_conn)
+    monkeypatch.setenv("AIRFLOW_CONN_PARTNER_WAREHOUSE", json.dumps(airflow_conn))
+    yield result
+    result.connection.close()

@@ -168,7 +168,8 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     quality = {
         "checked": counts["checked"],
         "rejected": counts["rejected"],
-        "reject_ratio": round(counts["rejected"] / counts["checked"], 4) if counts["checked"] else 0.0,
+        # Over every row the run selected, done ones included, so that re-running an interval judges the same feed.
+        "reject_ratio": round(counts["rejected"] / counts["selected"], 4) if counts["selected"] else 0.0,
         "max_reject_ratio": run.max_reject_ratio,
         "rule_failures": dict(failures.most_common()),
     }
@@ -186,20 +187,21 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
             "%d candidate(s) changed after their relationship was created; updating relationships is out of scope, "
             "so they are not sent again: %s%s", len(changed), ", ".join(changed[:20]), " ..." if len(changed) > 20 else ""
         )
-    if counts["checked"] and quality["reject_ratio"] > run.max_reject_ratio:
-        warehouse.update_run(run.dag_run_id, **run_values)
+    if quality["reject_ratio"] > run.max_reject_ratio:
+        warehouse.update_run(run.dag_run_id, **{**run_values, "staged": 0})
         warehouse.clear_staging(run.dag_run_id)
         raise QualityGateError(
             f"{quality['reject_ratio']:.1%} of the run's candidates were rejected, more than max_reject_ratio="
-            f"{run.max_reject_ratio:g}; nothing was sent.\n" + summary(failures, counts["rejected"], counts["checked"])
+            f"{run.max_reject_ratio:g}; nothing was sent.\n" + summary(failures, counts["rejected"], counts["selected"])
         )
     if counts["rejected"]:
-        log.info(summary(failures, counts["rejected"], counts["checked"]))
+        log.info(summary(failures, counts["rejected"], counts["selected"]))
     batches = plan_batches(staged, settings.batch_size, settings.max_batches)
     warehouse.update_run(run.dag_run_id, **run_values, staged_at=warehouse.now())
     log.info(
-        "Selected %d, rejected %d, staged %d in %d batch(es); %d already done. Phases (s): %s",
-        counts["selected"], counts["rejected"], staged, len(batches), counts["skipped_done"], timer.rounded(),
+        "Selected %d (interval %s), rejected %d, staged %d in %d batch(es); %d already done. Phases (s): %s",
+        counts["selected"],
+        "none" if run.selection_interval is None else " .. ".join(t.isoformat() for t in run.selection_interval), counts["rejected"], staged, len(batches), counts["skipped_done"], timer.rounded(),
     )
     return batches
 

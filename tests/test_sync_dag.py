@@ -1,0 +1,178 @@
+"""The sync DAG end to end with dag.test(), on SQLite and on PostgreSQL, against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from include.sync.demo_data import sample_candidates
+from tests.factories import max_in_any_second
+from tests.test_dag_integrity import DAGS_FOLDER
+
+DAY = dt.date(2026, 11, 20)
+# dag.test() makes a manual run; for logical date D it covers the last complete interval, [D - 1 day, D).
+LOGICAL_DATE = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+GOOD, BAD = 25, 5
+
+
+@pytest.fixture
+def sync_dag():
+    # Parsed anew for each test: dag.test() keeps a run's conf in the DAG's params.
+    return DagBag(dag_folder=DAGS_FOLDER / "partner_relationship_sync.py").get_dag("partner_relationship_sync")
+
+
+@pytest.fixture(autouse=True)
+def _fast_settings(monkeypatch, emulator):
+    emulator.emulator.configure({"create_rate": 20})
+    monkeypatch.setenv("PARTNER_SYNC_RATE_PER_SECOND", "20")
+    monkeypatch.setenv("PARTNER_SYNC_BATCH_SIZE", "10")
+
+
+def run(sync_dag, logical_date=LOGICAL_DATE, **conf):
+    return sync_dag.test(logical_date=logical_date, run_conf=conf or None)
+
+
+def creates(emulator) -> list[dict]:
+    return [call for call in emulator.emulator.call_log() if call["operation"] == "CreateRelationship"]
+
+
+def outcomes(test_warehouse) -> dict[str, dict]:
+    rows = test_warehouse.query("SELECT * FROM partner_relationship_outcomes")
+    return {row["candidate_id"]: row for row in rows}
+
+
+def assert_each_valid_candidate_created_once(test_warehouse, emulator):
+    relationships = emulator.emulator.relationship_list()
+    assert len(relationships) == GOOD
+    created = [call for call in creates(emulator) if call["status"] == 200]
+    per_token = Counter(call["client_token"] for call in created)
+    assert len(per_token) == GOOD
+    states = outcomes(test_warehouse)
+    done = {cid: row for cid, row in states.items() if row["status"] in ("created", "already_exists")}
+    assert len(done) == GOOD
+    assert {row["relationship_id"] for row in done.values()} == {r["id"] for r in relationships}
+
+
+def test_every_valid_candidate_is_created_once_and_every_rejected_one_says_why(sync_dag, test_warehouse, emulator):
+    test_warehouse.seed(sample_candidates(DAY))
+
+    dag_run = run(sync_dag)
+
+    assert dag_run.state == "success"
+    assert_each_valid_candidate_created_once(test_warehouse, emulator)
+    states = outcomes(test_warehouse)
+    reasons = {cid: row["error_message"] for cid, row in states.items() if row["status"] == "rejected"}
+    assert set(reasons) == {f"cand-bad-0{n}" for n in range(1, 6)}
+    assert "exactly 12 digits" in reasons["cand-bad-01"]
+    assert "sector: one of" in reasons["cand-bad-02"]
+    assert "display_name: not blank" in reasons["cand-bad-03"]
+    assert "exactly one of" in reasons["cand-bad-04"]
+    assert "display_name: length 1..30" in reasons["cand-bad-05"] and "tags" in reasons["cand-bad-05"]
+    [run_row] = test_warehouse.query("SELECT * FROM partner_relationship_sync_runs")
+    assert (run_row["selected"], run_row["rejected"], run_row["created"]) == (GOOD + BAD, BAD, GOOD)
+    history = test_warehouse.query("SELECT status, COUNT(*) AS n FROM partner_relationship_attempts GROUP BY status")
+    assert {row["status"]: row["n"] for row in history} == {"created": GOOD, "rejected": BAD}
+
+
+def test_a_dry_run_calls_nothing_and_leaves_the_current_state_alone(sync_dag, test_warehouse, emulator):
+    test_warehouse.seed(sample_candidates(DAY))
+
+    dag_run = run(sync_dag, dry_run=True)
+
+    assert dag_run.state == "success"
+    assert creates(emulator) == []
+    assert outcomes(test_warehouse) == {}
+    history = test_warehouse.query("SELECT status, request_json FROM partner_relationship_attempts")
+    would_send = [row for row in history if row["status"] == "dry_run"]
+    assert len(would_send) == GOOD
+    assert all('"clientToken": "pcrel-' in row["request_json"] for row in would_send)
+
+
+def test_rerunning_the_same_interval_makes_no_create_call(sync_dag, test_warehouse, emulator):
+    test_warehouse.seed(sample_candidates(DAY))
+    run(sync_dag)
+    calls_after_first = len(creates(emulator))
+
+    second = run(sync_dag)
+
+    assert second.state == "success"
+    assert len(creates(emulator)) == calls_after_first == GOOD
+    last = test_warehouse.query(
+        "SELECT skipped_done, created FROM partner_relationship_sync_runs WHERE dag_run_id = ?", [second.run_id]
+    )
+    assert last == [{"skipped_done": GOOD, "created": 0}]
+
+
+def test_an_outage_fails_the_run_and_a_rerun_creates_the_missed_rows_once(
+    sync_dag, test_warehouse, emulator, monkeypatch
+):
+    test_warehouse.seed(sample_candidates(DAY))
+    monkeypatch.setenv("PARTNER_SYNC_MAX_ATTEMPTS", "2")
+    emulator.emulator.configure({"internal_error_rate": 1.0})
+
+    outage = run(sync_dag)
+
+    assert outage.state == "failed"
+    failed = [row for row in outcomes(test_warehouse).values() if row["status"] == "failed"]
+    assert len(failed) == GOOD
+    assert all(row["retryable"] and row["error_code"] == "InternalServerException" for row in failed)
+    assert emulator.emulator.relationship_list() == []
+
+    emulator.emulator.configure({"internal_error_rate": 0.0})
+    # The next day's scheduled run picks up the retryable failures of the day before.
+    fixed = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=1))
+
+    assert fixed.state == "success"
+    assert_each_valid_candidate_created_once(test_warehouse, emulator)
+
+
+def test_a_lost_response_yields_one_relationship_and_a_good_outcome(sync_dag, test_warehouse, emulator):
+    test_warehouse.seed(sample_candidates(DAY))
+    emulator.emulator.configure({"lose_next_responses": 3})
+
+    dag_run = run(sync_dag)
+
+    assert dag_run.state == "success"
+    assert_each_valid_candidate_created_once(test_warehouse, emulator)
+    assert sum(call["dropped"] for call in creates(emulator)) == 3
+    retried = [row for row in outcomes(test_warehouse).values() if row["attempts"] > 1]
+    assert sum(row["attempts"] - 1 for row in retried) == 3
+    assert {row["status"] for row in retried} == {"created"}
+
+
+def test_the_reject_ratio_gate_stops_the_run_before_any_call(sync_dag, test_warehouse, emulator):
+    rows = sample_candidates(DAY, good=5)  # 5 good, 5 bad: half rejected
+
+    test_warehouse.seed(rows)
+    dag_run = run(sync_dag, max_reject_ratio=0.3)
+
+    assert dag_run.state == "failed"
+    assert creates(emulator) == []
+    [run_row] = test_warehouse.query("SELECT rejected, staged, quality_summary FROM partner_relationship_sync_runs")
+    assert run_row["rejected"] == 5 and run_row["staged"] == 0
+    assert '"reject_ratio": 0.5' in run_row["quality_summary"]
+
+
+def test_the_rate_limit_holds_across_batches(sync_dag, test_warehouse, emulator, monkeypatch):
+    test_warehouse.seed(sample_candidates(DAY, good=12))
+    emulator.emulator.configure({"create_rate": 3})
+    monkeypatch.setenv("PARTNER_SYNC_RATE_PER_SECOND", "3")
+    monkeypatch.setenv("PARTNER_SYNC_BATCH_SIZE", "4")
+
+    dag_run = run(sync_dag, max_reject_ratio=0.5)
+
+    assert dag_run.state == "success"
+    calls = creates(emulator)
+    assert [call["error_code"] for call in calls] == [None] * 12
+    assert max_in_any_second([call["admitted"] for call in calls]) <= 3
+
+
+def test_a_trigger_that_breaks_the_params_schema_is_refused(sync_dag, test_warehouse, emulator):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="max_reject_ratio"):
+        run(sync_dag, max_reject_ratio=1.5)
+    assert creates(emulator) == []
