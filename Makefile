@@ -29,6 +29,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 $(AIRFLOW_HOME_DIR)/.migrated: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME_DIR)
 	$(ENV) airflow db migrate > $(AIRFLOW_HOME_DIR)/db-migrate.log 2>&1 || { cat $(AIRFLOW_HOME_DIR)/db-migrate.log; exit 1; }
+	$(ENV) airflow pools set "$${PARTNER_SYNC_POOL:-partner_central_api}" 4 "Partner Central API: every batch task of the sync" > /dev/null
 	touch $@
 
 setup: $(AIRFLOW_HOME_DIR)/.migrated

@@ -78,13 +78,20 @@ class TestWarehouse:
         self.connect = connect
         self.airflow_conn = airflow_conn
         self.connection = connect()
+        self.opened = [self.connection]
 
     def warehouse(self):
+        """A Warehouse on a new connection, as a task in a new process would have; closed with the fixture."""
         from include.sync.dialect import dialect_for
         from include.sync.settings import Tables
         from include.sync.warehouse import Warehouse
 
-        return Warehouse(self.connect(), dialect_for(self.kind), Tables())
+        self.opened.append(self.connect())
+        return Warehouse(self.opened[-1], dialect_for(self.kind), Tables())
+
+    def close(self) -> None:
+        for connection in self.opened:
+            connection.close()
 
     def seed(self, rows) -> None:
         from include.sync.demo_data import candidate_table_ddl, insert_candidates
@@ -128,14 +135,19 @@ def test_warehouse(request, tmp_path, monkeypatch) -> Iterator[TestWarehouse]:
 
         path = str(tmp_path / "warehouse.db")
         airflow_conn = {"conn_type": "sqlite", "host": path}
-        result = TestWarehouse("sqlite", lambda: sqlite3.connect(path), airflow_conn)
+        result = TestWarehouse("sqlite", lambda: sqlite3.connect(path, check_same_thread=False), airflow_conn)
     else:
         import psycopg2
 
         _reset_postgres()
-        airflow_conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-                        "schema": "test"}
+        airflow_conn = {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "postgres",
+            "schema": "test",
+        }
         result = TestWarehouse("postgres", lambda: psycopg2.connect(**POSTGRES_DSN), airflow_conn)
     monkeypatch.setenv("AIRFLOW_CONN_PARTNER_WAREHOUSE", json.dumps(airflow_conn))
     yield result
-    result.connection.close()
+    result.close()

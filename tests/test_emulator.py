@@ -37,7 +37,9 @@ def test_created_ids_and_arns_follow_the_model(raw_client):
     rid_pattern = field_limits("identifier", "GetRelationship").pattern
     assert regex.fullmatch(input_shape("GetRelationship").members["identifier"].metadata["pattern"], detail["arn"])
     assert regex.fullmatch(rid_pattern, detail["id"])
-    got = raw_client.get_relationship(catalog="Sandbox", programManagementAccountIdentifier=PMA, identifier=detail["arn"])
+    got = raw_client.get_relationship(
+        catalog="Sandbox", programManagementAccountIdentifier=PMA, identifier=detail["arn"]
+    )
     assert got["relationshipDetail"]["id"] == detail["id"]
     assert got["relationshipDetail"]["createdAt"].year >= 2026
 

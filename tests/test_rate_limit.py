@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from include.partner_central.rate_limit import SPACING_MARGIN, AdaptiveRateLimiter
@@ -29,7 +31,7 @@ def test_calls_are_spaced_at_the_rate():
     clock = FakeClock()
     limiter = AdaptiveRateLimiter(3, clock=clock, sleep=clock.sleep)
     starts = run(limiter, clock, 7)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([SPACING_MARGIN / 3] * 6)
     assert sum(1 for t in starts if starts[0] <= t < starts[0] + 1) == 3
 
@@ -57,3 +59,16 @@ def test_the_rate_never_falls_to_zero():
 def test_rate_must_be_positive():
     with pytest.raises(ValueError, match="rate must be positive"):
         AdaptiveRateLimiter(0)
+
+
+def test_a_caller_woken_too_late_takes_a_new_slot_instead_of_crowding_the_next():
+    clock = FakeClock()
+    oversleeps = iter([0.2])  # the first sleep overshoots by 200 ms (a busy CPU), the others are exact
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds + next(oversleeps, 0.0))
+
+    limiter = AdaptiveRateLimiter(5, clock=clock, sleep=sleep)
+    limiter.acquire()  # at 100.0, no sleep
+    limiter.acquire()  # slot 100.21, woken at 100.41: too late, so it takes the next slot, 100.42
+    assert clock.now == pytest.approx(100.0 + 2 * SPACING_MARGIN / 5)

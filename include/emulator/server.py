@@ -47,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         emulator = self.server.emulator
         views = {
             "/_emulator/health": lambda: {"status": "ok", "settings": asdict(emulator.settings)},
@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, view(), "application/json")
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         try:
             body = self._body()
         except ValueError as exc:
@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     host, port = args.pop("host"), args.pop("port")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = EmulatorServer(host, port, Settings(**args))
-    log.info("Partner Central Channel emulator listening on %s (settings: %s)", server.url, asdict(server.emulator.settings))
+    log.info(
+        "Partner Central Channel emulator listening on %s (settings: %s)", server.url, asdict(server.emulator.settings)
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import random
 import secrets
 import string
 import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -40,8 +38,9 @@ ERROR_STATUS = {
 class Settings:
     """What the emulator does; every field can be set at start (CLI) and at run time (POST /_emulator/config)."""
 
-    create_rate: float = 3.0  # CreateRelationship requests in any second, per account (the documented quota)
+    create_rate: float = 3.0  # CreateRelationship requests per second per account (the documented quota)
     read_rate: float = 5.0  # GetRelationship and ListRelationships requests per second per account
+    burst: float | None = None  # token-bucket capacity; None: one second's worth of the rate
     max_relationships_per_pma: int = 1000
     latency_ms: float = 0.0  # added to every API call
     internal_error_rate: float = 0.0  # share of creates answered InternalServerException (before any change)
@@ -72,22 +71,19 @@ class DropResponse(Exception):
     """The change is committed; the HTTP layer must close the connection without answering."""
 
 
-class _RateWindow:
-    """At most `rate` requests in any window of one second (for a fractional rate: floor(rate) per floor(rate)/rate
-    seconds): the strict reading of "N requests per second", with no burst above it."""
+class _TokenBucket:
+    """AWS's throttling model: `rate` tokens a second, holding at most `burst` (default: one second's worth)."""
 
-    def __init__(self) -> None:
-        self.admitted: deque[float] = deque()
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.tokens, self.stamp = burst, now
 
-    def admit(self, rate: float, now: float) -> bool:
-        allowed = max(1, math.floor(rate))
-        window = allowed / rate
-        while self.admitted and self.admitted[0] <= now - window:
-            self.admitted.popleft()
-        if len(self.admitted) >= allowed:
-            return False
-        self.admitted.append(now)
-        return True
+    def admit(self, rate: float, burst: float, now: float) -> bool:
+        self.tokens = min(burst, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 @dataclass
@@ -127,7 +123,7 @@ class Emulator:
             self._random = random.Random(self.settings.seed)
             self.relationships: dict[str, Relationship] = {}
             self._by_token: dict[tuple[str, str], str] = {}
-            self._windows: dict[tuple[str, str], _RateWindow] = {}
+            self._buckets: dict[tuple[str, str], _TokenBucket] = {}
             self.calls: list[Call] = []
             self._in_flight = 0
             self.max_in_flight = 0
@@ -145,8 +141,15 @@ class Emulator:
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            call = Call(len(self.calls) + 1, operation, account, token, time.time(), in_flight=self._in_flight,
-                        request=params if isinstance(params, dict) else {})
+            call = Call(
+                len(self.calls) + 1,
+                operation,
+                account,
+                token,
+                time.time(),
+                in_flight=self._in_flight,
+                request=params if isinstance(params, dict) else {},
+            )
             self.calls.append(call)
         try:
             if self.settings.latency_ms:
@@ -188,9 +191,11 @@ class Emulator:
     def _throttle(self, operation: str, account: str, call: Call) -> None:
         kind = "write" if operation in WRITE_OPERATIONS else "read"
         rate = self.settings.create_rate if kind == "write" else self.settings.read_rate
+        burst = max(1.0, self.settings.burst if self.settings.burst is not None else rate)
         with self._lock:
             now = time.time()
-            allowed = self._windows.setdefault((account, kind), _RateWindow()).admit(rate, now)
+            bucket = self._buckets.setdefault((account, kind), _TokenBucket(rate, burst, now))
+            allowed = bucket.admit(rate, burst, now)
         if allowed:
             call.admitted = now
         else:
@@ -250,7 +255,11 @@ class Emulator:
                         resourceId=existing.detail["id"],
                         resourceType="Relationship",
                     )
-        in_pma = sum(1 for r in self.relationships.values() if r.account == account and r.detail["programManagementAccountId"] == pma)
+        in_pma = sum(
+            1
+            for r in self.relationships.values()
+            if r.account == account and r.detail["programManagementAccountId"] == pma
+        )
         if in_pma >= self.settings.max_relationships_per_pma:
             raise ApiFault(
                 "ServiceQuotaExceededException",
@@ -294,8 +303,12 @@ class Emulator:
             or relationship.detail["programManagementAccountId"] != pma_id(params["programManagementAccountIdentifier"])
             or relationship.detail["catalog"] != params["catalog"]
         ):
-            raise ApiFault("ResourceNotFoundException", f"Relationship {rid} was not found", resourceId=rid,
-                           resourceType="Relationship")
+            raise ApiFault(
+                "ResourceNotFoundException",
+                f"Relationship {rid} was not found",
+                resourceId=rid,
+                resourceType="Relationship",
+            )
         return {"relationshipDetail": relationship.detail}
 
     def _list(self, params: dict[str, Any], account: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ The operator and the sync's batch task both call `create_relationship`, so they 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ CREATED = "created"
 ALREADY_EXISTS = "already_exists"
 
 log = logging.getLogger(__name__)
+DEFAULT_POLICY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def create_relationship(
     request: Mapping[str, Any],
     *,
     limiter: RateLimiter,
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_POLICY,
     logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> CreateResult:
     """Send CreateRelationship; on ConflictException return the existing relationship as `already_exists`.
@@ -50,9 +52,9 @@ def create_relationship(
     name = describe(request)
 
     def send() -> dict[str, Any]:
-        limiter.acquire()
         try:
-            response = client.create_relationship(**request)
+            with paced(client, limiter):
+                response = client.create_relationship(**request)
         except Exception as exc:
             error = classify(exc)
             if error.throttling:
@@ -95,8 +97,24 @@ def create_relationship(
     return CreateResult(CREATED, detail["id"], detail["arn"], attempts)
 
 
+@contextmanager
+def paced(client: Any, limiter: RateLimiter) -> Iterator[None]:
+    """Take the limiter's slot at botocore's before-send, once the request is built and signed: the slot then marks
+    when the request leaves, not when building it began (the first call of a client spends a while on that)."""
+
+    def wait_for_slot(**_: Any) -> None:
+        limiter.acquire()
+
+    event = f"before-send.{client.meta.service_model.service_name}.CreateRelationship"
+    client.meta.events.register_first(event, wait_for_slot)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, wait_for_slot)
+
+
 def find_relationship(
-    client: Any, request: Mapping[str, Any], policy: RetryPolicy = RetryPolicy()
+    client: Any, request: Mapping[str, Any], policy: RetryPolicy = DEFAULT_POLICY
 ) -> dict[str, Any] | None:
     """The existing relationship with the request's identity (catalog, PMA, associated account, type), if any."""
     pma = pma_id(request["programManagementAccountIdentifier"])

@@ -9,8 +9,31 @@ from typing import Protocol
 
 # The documented quota of CreateRelationship: 3 requests per second per AWS account.
 DEFAULT_CREATES_PER_SECOND = 3.0
-# Calls are spaced a hair wider than 1/rate, so network jitter cannot push a fourth call into one second.
-SPACING_MARGIN = 1.02
+# Calls are spaced a little wider than 1/rate, so that jitter between sending and arriving cannot put one call more
+# than the quota into any one second.
+SPACING_MARGIN = 1.05
+
+
+# A caller that wakes up later than this share of the interval after its slot (a busy CPU, a paused process) gives the
+# slot up and takes a new one: sending late would crowd the next caller's slot.
+LATE_TOLERANCE = (SPACING_MARGIN - 1) / 2
+
+
+def wait_for_slot(
+    reserve: Callable[[], tuple[float, float]],
+    interval: Callable[[], float],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    """Reserve a slot (reserve() returns (now, slot)), sleep until it, and take a new one if woken too late for it
+    (at most a few times: a starved process must still make progress)."""
+    for _ in range(3):
+        now, slot = reserve()
+        if slot <= now:
+            return
+        sleep(slot - now)
+        if clock() - slot <= LATE_TOLERANCE * interval():
+            return
 
 
 class RateLimiter(Protocol):
@@ -42,13 +65,18 @@ class AdaptiveRateLimiter:
         self._next_free = 0.0
         self._lock = threading.Lock()
 
+    def interval(self) -> float:
+        return SPACING_MARGIN / self.rate
+
     def acquire(self) -> None:
+        wait_for_slot(self._reserve, self.interval, self._clock, self._sleep)
+
+    def _reserve(self) -> tuple[float, float]:
         with self._lock:
             now = self._clock()
             start = max(now, self._next_free)
-            self._next_free = start + SPACING_MARGIN / self.rate
-        if start > now:
-            self._sleep(start - now)
+            self._next_free = start + self.interval()
+        return now, start
 
     def throttled(self) -> None:
         with self._lock:

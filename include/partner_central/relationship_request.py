@@ -10,7 +10,7 @@ from typing import Any
 
 from include.partner_central.service_model import create_request_fields, snake_case
 
-TOKEN_PREFIX = "pcrel-"
+TOKEN_PREFIX = "pcrel-"  # noqa: S105 - a prefix of idempotency tokens, not a secret
 
 
 def pma_id(identifier: str) -> str:

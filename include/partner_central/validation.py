@@ -99,9 +99,7 @@ def _string(shape: Any, value: Any, path: str, errors: list[FieldError]) -> None
         return
     if shape.enum:
         if value not in shape.enum:
-            errors.append(
-                FieldError(path, "INVALID_ENUM_VALUE", f"{path} must be one of {', '.join(shape.enum)}")
-            )
+            errors.append(FieldError(path, "INVALID_ENUM_VALUE", f"{path} must be one of {', '.join(shape.enum)}"))
         return
     _length(shape, len(value), path, errors, "characters")
     pattern = shape.metadata.get("pattern")

@@ -29,8 +29,15 @@ COLUMN_FIELDS = {
         "accountScope",
     )
 }
-REQUIRED_COLUMNS = ("candidate_id", "catalog", "association_type", "program_management_account_identifier",
-                    "associated_account_id", "display_name", "sector")
+REQUIRED_COLUMNS = (
+    "candidate_id",
+    "catalog",
+    "association_type",
+    "program_management_account_identifier",
+    "associated_account_id",
+    "display_name",
+    "sector",
+)
 JSON_COLUMNS = {"support_plan": "requestedSupportPlan", "tags": "tags"}
 
 Identity = tuple[str, str, str, str]
@@ -67,8 +74,12 @@ def json_problem(column: str, text: str | None) -> str | None:
 
 def identity(row: dict[str, Any]) -> Identity | None:
     """The relationship a candidate stands for: catalog, PMA, associated account, association type."""
-    parts = (row.get("catalog"), row.get("program_management_account_identifier"),
-             row.get("associated_account_id"), row.get("association_type"))
+    parts = (
+        row.get("catalog"),
+        row.get("program_management_account_identifier"),
+        row.get("associated_account_id"),
+        row.get("association_type"),
+    )
     if not all(parts):
         return None
     catalog, pma, account, association_type = parts

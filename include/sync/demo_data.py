@@ -17,11 +17,31 @@ from include.sync.warehouse import CANDIDATE_COLUMNS
 
 PMA = "pma-demo123456789"
 COMPANIES = [
-    "Northwind Traders", "Contoso Retail", "Fabrikam Health", "Tailspin Toys", "Wingtip Analytics",
-    "Adatum Logistics", "Litware Finance", "Proseware Media", "Fourth Coffee", "Woodgrove Energy",
-    "Alpine Ski House", "Blue Yonder Air", "Coho Winery", "Graphic Design Co", "Humongous Insurance",
-    "Lamna Healthcare", "Margie's Travel", "Relecloud Labs", "Trey Research", "VanArsdel Foods",
-    "Wide World Importers", "Southridge Video", "Lucerne Publish", "Datum Systems", "Nod Publishers",
+    "Northwind Traders",
+    "Contoso Retail",
+    "Fabrikam Health",
+    "Tailspin Toys",
+    "Wingtip Analytics",
+    "Adatum Logistics",
+    "Litware Finance",
+    "Proseware Media",
+    "Fourth Coffee",
+    "Woodgrove Energy",
+    "Alpine Ski House",
+    "Blue Yonder Air",
+    "Coho Winery",
+    "Graphic Design Co",
+    "Humongous Insurance",
+    "Lamna Healthcare",
+    "Margie's Travel",
+    "Relecloud Labs",
+    "Trey Research",
+    "VanArsdel Foods",
+    "Wide World Importers",
+    "Southridge Video",
+    "Lucerne Publish",
+    "Datum Systems",
+    "Nod Publishers",
 ]
 
 
@@ -63,19 +83,49 @@ def sample_candidates(day: dt.date, good: int = 25) -> list[dict[str, Any]]:
     at = (base + dt.timedelta(hours=10)).isoformat()
     rows += [
         # An id that went through a numeric column and lost its leading zeros.
-        dict(template, candidate_id="cand-bad-01", associated_account_id="12345678901", display_name="Zero Lost Inc",
-             updated_at=at),
-        dict(template, candidate_id="cand-bad-02", associated_account_id="210987654321", sector="Commercial",
-             display_name="Wrong Case Sector", updated_at=at),
-        dict(template, candidate_id="cand-bad-03", associated_account_id="310987654321", display_name="   ",
-             updated_at=at),
-        dict(template, candidate_id="cand-bad-04", associated_account_id="410987654321", display_name="Two Plans",
-             support_plan=json.dumps({
-                 "partnerLedSupport": {"coverage": "ENTIRE_ORGANIZATION", "tamLocation": "us-east-1"},
-                 "resoldEnterprise": {"coverage": "ENTIRE_ORGANIZATION", "tamLocation": "us-east-1"},
-             }), updated_at=at),
-        dict(template, candidate_id="cand-bad-05", associated_account_id="510987654321",
-             display_name="A display name that is far too long", tags="{team: alliances}", updated_at=at),
+        dict(
+            template,
+            candidate_id="cand-bad-01",
+            associated_account_id="12345678901",
+            display_name="Zero Lost Inc",
+            updated_at=at,
+        ),
+        dict(
+            template,
+            candidate_id="cand-bad-02",
+            associated_account_id="210987654321",
+            sector="Commercial",
+            display_name="Wrong Case Sector",
+            updated_at=at,
+        ),
+        dict(
+            template,
+            candidate_id="cand-bad-03",
+            associated_account_id="310987654321",
+            display_name="   ",
+            updated_at=at,
+        ),
+        dict(
+            template,
+            candidate_id="cand-bad-04",
+            associated_account_id="410987654321",
+            display_name="Two Plans",
+            support_plan=json.dumps(
+                {
+                    "partnerLedSupport": {"coverage": "ENTIRE_ORGANIZATION", "tamLocation": "us-east-1"},
+                    "resoldEnterprise": {"coverage": "ENTIRE_ORGANIZATION", "tamLocation": "us-east-1"},
+                }
+            ),
+            updated_at=at,
+        ),
+        dict(
+            template,
+            candidate_id="cand-bad-05",
+            associated_account_id="510987654321",
+            display_name="A display name that is far too long",
+            tags="{team: alliances}",
+            updated_at=at,
+        ),
     ]
     return rows
 

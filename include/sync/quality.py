@@ -17,13 +17,13 @@ from typing import Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage reports from inside tasks
 
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-import pandas as pd  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from include.partner_central.service_model import member_shape  # noqa: E402
-from include.sync.candidates import COLUMN_FIELDS, REQUIRED_COLUMNS, Identity, identity, json_problem  # noqa: E402
+from include.partner_central.service_model import member_shape
+from include.sync.candidates import COLUMN_FIELDS, REQUIRED_COLUMNS, Identity, identity, json_problem
 
 # Keep GX's own progress bars and info chatter out of task logs.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -115,12 +115,14 @@ class CandidateChecks:
 
     def check(self, rows: list[dict[str, Any]], linked: dict[Identity, str]) -> QualityResult:
         """Check normalised rows; `linked` maps identities already created to the candidate that created them."""
+        if not rows:
+            return QualityResult()
         frame = pd.DataFrame(rows, dtype=object)
         frame["support_plan_problem"] = [json_problem("support_plan", row.get("support_plan")) for row in rows]
         frame["tags_problem"] = [json_problem("tags", row.get("tags")) for row in rows]
-        frame["duplicate_problem"], frame["linked_problem"] = zip(
-            *(self._identity_problems(row, linked) for row in rows), strict=True
-        ) if rows else ([], [])
+        problems = [self._identity_problems(row, linked) for row in rows]
+        frame["duplicate_problem"] = [duplicate for duplicate, _ in problems]
+        frame["linked_problem"] = [already for _, already in problems]
         outcome = self.validation.run(
             batch_parameters={"dataframe": frame},
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["candidate_id"]},

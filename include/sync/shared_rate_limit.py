@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from include.partner_central.rate_limit import SPACING_MARGIN, AdaptiveRateLimiter
+from include.partner_central.rate_limit import AdaptiveRateLimiter, wait_for_slot
 from include.sync.warehouse import Warehouse
 
 THROTTLE_PAUSE_SECONDS = 1.0
@@ -38,20 +38,24 @@ class WarehouseRateLimiter:
             f"INSERT INTO {table} (limiter_key, next_free_at) VALUES (?, ?)"
             " ON CONFLICT (limiter_key) DO UPDATE SET next_free_at = excluded.next_free_at"
         )
+        # The row exists before anyone locks it: two first callers must not both find it missing.
+        with warehouse.transaction():
+            warehouse.execute(
+                f"INSERT INTO {table} (limiter_key, next_free_at) VALUES (?, 0) ON CONFLICT (limiter_key) DO NOTHING",
+                [key],
+            )
 
     def _reserve(self, pause: float = 0.0) -> tuple[float, float]:
         with self.warehouse.transaction(lock=True):
             row = self.warehouse.execute(self._select, [self.key]).fetchone()
             now = self._clock()
             start = max(now + pause, row[0] if row else 0.0)
-            step = 0.0 if pause else SPACING_MARGIN / self.own_rate.rate
+            step = 0.0 if pause else self.own_rate.interval()
             self.warehouse.execute(self._upsert, [self.key, start + step])
         return now, start
 
     def acquire(self) -> None:
-        now, start = self._reserve()
-        if start > now:
-            self._sleep(start - now)
+        wait_for_slot(self._reserve, self.own_rate.interval, self._clock, self._sleep)
 
     def throttled(self) -> None:
         self.own_rate.throttled()

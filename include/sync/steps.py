@@ -159,8 +159,15 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
                 if row["candidate_id"] in result.reasons:
                     continue
                 request = cand.request_for(row)
-                rows.append((row["candidate_id"], staged, json.dumps(request), request["clientToken"],
-                             None if row["updated_at"] is None else str(row["updated_at"])))
+                rows.append(
+                    (
+                        row["candidate_id"],
+                        staged,
+                        json.dumps(request),
+                        request["clientToken"],
+                        None if row["updated_at"] is None else str(row["updated_at"]),
+                    )
+                )
                 staged += 1
             warehouse.stage(run.dag_run_id, rows)
 
@@ -185,7 +192,10 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     if changed:
         log.warning(
             "%d candidate(s) changed after their relationship was created; updating relationships is out of scope, "
-            "so they are not sent again: %s%s", len(changed), ", ".join(changed[:20]), " ..." if len(changed) > 20 else ""
+            "so they are not sent again: %s%s",
+            len(changed),
+            ", ".join(changed[:20]),
+            " ..." if len(changed) > 20 else "",
         )
     if quality["reject_ratio"] > run.max_reject_ratio:
         warehouse.update_run(run.dag_run_id, **{**run_values, "staged": 0})
@@ -201,7 +211,12 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     log.info(
         "Selected %d (interval %s), rejected %d, staged %d in %d batch(es); %d already done. Phases (s): %s",
         counts["selected"],
-        "none" if run.selection_interval is None else " .. ".join(t.isoformat() for t in run.selection_interval), counts["rejected"], staged, len(batches), counts["skipped_done"], timer.rounded(),
+        "none" if run.selection_interval is None else " .. ".join(t.isoformat() for t in run.selection_interval),
+        counts["rejected"],
+        staged,
+        len(batches),
+        counts["skipped_done"],
+        timer.rounded(),
     )
     return batches
 
@@ -222,7 +237,11 @@ def create_batch(
     for row in warehouse.batch(run.dag_run_id, batch.first, batch.end):
         outcome = _send(warehouse, settings, run, row, client, limiter, policy, logger)
         warehouse.record(run.dag_run_id, outcome, current_state=outcome.status not in (DRY_RUN, SKIPPED))
-        counts[outcome.status if outcome.status != FAILED else f"failed_{'retryable' if outcome.retryable else 'permanent'}"] += 1
+        counts[
+            outcome.status
+            if outcome.status != FAILED
+            else f"failed_{'retryable' if outcome.retryable else 'permanent'}"
+        ] += 1
     logger.info("%s: %s", batch.label, dict(counts) or "nothing left to send")
     return counts
 
@@ -247,13 +266,25 @@ def _send(
     if not warehouse.claim(run.dag_run_id, row["candidate_id"], row["client_token"], settings.claim_timeout_seconds):
         return Outcome(status=SKIPPED, error_message="done or claimed by another run", **base)
     try:
-        result = create_relationship(client, json.loads(row["request_json"]), limiter=limiter, policy=policy,
-                                     logger=logger)
+        result = create_relationship(
+            client, json.loads(row["request_json"]), limiter=limiter, policy=policy, logger=logger
+        )
     except ApiError as error:
-        return Outcome(status=FAILED, error_code=error.code, error_message=error.message, retryable=error.retryable,
-                       attempts=error.attempts, **base)
-    return Outcome(status=result.status, relationship_id=result.relationship_id,
-                   relationship_arn=result.relationship_arn, attempts=result.attempts, **base)
+        return Outcome(
+            status=FAILED,
+            error_code=error.code,
+            error_message=error.message,
+            retryable=error.retryable,
+            attempts=error.attempts,
+            **base,
+        )
+    return Outcome(
+        status=result.status,
+        relationship_id=result.relationship_id,
+        relationship_arn=result.relationship_arn,
+        attempts=result.attempts,
+        **base,
+    )
 
 
 def finish(warehouse: Warehouse, run: RunRequest, logger: logging.Logger | logging.LoggerAdapter = log) -> dict:
@@ -270,15 +301,40 @@ def finish(warehouse: Warehouse, run: RunRequest, logger: logging.Logger | loggi
     if counts["unfinished"]:
         problems.append(f"{counts['unfinished']} staged candidate(s) have no outcome (a batch did not finish)")
     if problems:
-        raise SyncRunFailed("; ".join(problems) + ". A later run, or a backfill with --reprocess-behavior failed, "
-                            "retries them.")
-    return {key: row.get(key) for key in ("selected", "rejected", "staged", "created", "already_exists",
-                                           "failed_permanent", "dry_run", "skipped_done", "changed_after_done")}
+        raise SyncRunFailed(
+            "; ".join(problems) + ". A later run, or a backfill with --reprocess-behavior failed, retries them."
+        )
+    return {
+        key: row.get(key)
+        for key in (
+            "selected",
+            "rejected",
+            "staged",
+            "created",
+            "already_exists",
+            "failed_permanent",
+            "dry_run",
+            "skipped_done",
+            "changed_after_done",
+        )
+    }
 
 
-def counts_table(row: dict[str, Any], keys: Sequence[str] = (
-    "selected", "skipped_done", "changed_after_done", "rejected", "staged", "created", "already_exists",
-    "failed_retryable", "failed_permanent", "dry_run", "skipped", "unfinished",
-)) -> str:
+def counts_table(
+    row: dict[str, Any],
+    keys: Sequence[str] = (
+        "selected",
+        "skipped_done",
+        "changed_after_done",
+        "rejected",
+        "staged",
+        "created",
+        "already_exists",
+        "failed_retryable",
+        "failed_permanent",
+        "dry_run",
+        "skipped",
+        "unfinished",
+    ),
+) -> str:
     return "\n".join(f"  {key:<20} {row.get(key) or 0:>9}" for key in keys)
-

@@ -93,8 +93,12 @@ class Warehouse:
         self.connection = connection
         self.dialect = dialect
         self.tables = tables
+        # Autocommit, with explicit transactions (see transaction()): a read never leaves a transaction open that
+        # would hold locks while the task waits on the API.
         if dialect.name == "sqlite":
-            connection.isolation_level = None  # transactions are explicit: see transaction()
+            connection.isolation_level = None
+        else:
+            connection.autocommit = True
 
     # -- plumbing -------------------------------------------------------------------------------------------------
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
@@ -109,14 +113,14 @@ class Warehouse:
     @contextmanager
     def transaction(self, lock: bool = False) -> Iterator[None]:
         """One transaction; with lock=True on SQLite it holds the write lock from the start (BEGIN IMMEDIATE)."""
-        if self.dialect.name == "sqlite":
-            self.connection.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if lock and self.dialect.name == "sqlite" else "BEGIN")
         try:
             yield
         except BaseException:
-            self.connection.rollback()
+            cursor.execute("ROLLBACK")
             raise
-        self.connection.commit()
+        cursor.execute("COMMIT")
 
     def now(self) -> Any:
         return self.dialect.bind_time(dt.datetime.now(dt.timezone.utc))
@@ -193,8 +197,10 @@ class Warehouse:
         elif interval is None:
             where = f"o.status IS NULL OR o.status NOT IN ('{CLAIMED}', '{CREATED}', '{ALREADY_EXISTS}') OR {retry}"
         else:
-            in_interval = f"{d.timestamp('c.updated_at')} >= {d.timestamp_param()} AND {d.timestamp('c.updated_at')}" \
+            in_interval = (
+                f"{d.timestamp('c.updated_at')} >= {d.timestamp_param()} AND {d.timestamp('c.updated_at')}"
                 f" < {d.timestamp_param()}"
+            )
             where = f"({in_interval}) OR {retry}"
             params = [d.bind_time(interval[0]), d.bind_time(interval[1]), *params]
         statement = (
@@ -225,8 +231,14 @@ class Warehouse:
                 chunk,
             )
             for catalog, pma, account, association_type, candidate_id in cursor.fetchall():
-                found[(str(catalog).strip(), pma_id(str(pma).strip()), str(account).strip(),
-                       str(association_type).strip())] = candidate_id
+                found[
+                    (
+                        str(catalog).strip(),
+                        pma_id(str(pma).strip()),
+                        str(account).strip(),
+                        str(association_type).strip(),
+                    )
+                ] = candidate_id
         wanted = set(identities)
         return {identity: cid for identity, cid in found.items() if identity in wanted}
 
@@ -301,7 +313,9 @@ class Warehouse:
         ]
         columns = ", ".join(RESULT_COLUMNS)
         placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in RESULT_COLUMNS if name not in ("candidate_id", "attempts"))
+        updates = ", ".join(
+            f"{name} = excluded.{name}" for name in RESULT_COLUMNS if name not in ("candidate_id", "attempts")
+        )
         with self.transaction():
             self.executemany(
                 f"INSERT INTO {t.attempts} ({columns}, request_json) VALUES ({placeholders}, ?)"

@@ -1,0 +1,221 @@
+"""The sync's steps on real warehouses (SQLite, PostgreSQL) and the emulator: selection, claims, kills, shared rate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import threading
+from collections import Counter
+
+import pytest
+
+from include.sync import steps
+from include.sync.demo_data import sample_candidates
+from include.sync.dialect import identifier
+from include.sync.settings import SyncSettings, Tables
+from include.sync.shared_rate_limit import WarehouseRateLimiter
+from partner_central_provider.hooks import PartnerCentralChannelHook
+from tests.factories import max_in_any_second
+
+DAY = dt.date(2026, 11, 20)
+INTERVAL = (
+    dt.datetime.combine(DAY, dt.time(), tzinfo=dt.timezone.utc),
+    dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc),
+)
+SETTINGS = SyncSettings(rate_per_second=50, batch_size=10)
+
+
+def request(run_id: str = "run-1", **overrides) -> steps.RunRequest:
+    return steps.RunRequest(dag_run_id=run_id, interval=INTERVAL, **overrides)
+
+
+def sync(test_warehouse, run: steps.RunRequest, settings: SyncSettings = SETTINGS) -> dict:
+    warehouse = test_warehouse.warehouse()
+    client = PartnerCentralChannelHook().conn
+    batches = steps.prepare(warehouse, settings, run)
+    limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
+    for batch in batches:
+        steps.create_batch(warehouse, settings, run, batch, client, limiter)
+    try:
+        return steps.finish(warehouse, run)
+    except steps.SyncRunFailed:
+        return warehouse.run(run.dag_run_id)
+
+
+def statuses(test_warehouse) -> dict[str, str]:
+    return {r["candidate_id"]: r["status"] for r in test_warehouse.query("SELECT * FROM partner_relationship_outcomes")}
+
+
+@pytest.fixture(autouse=True)
+def _fast_emulator(emulator):
+    emulator.emulator.configure({"create_rate": 100})
+
+
+def one(candidate_id: str, updated_at: str, account: str = "000000000001") -> dict:
+    row = sample_candidates(DAY, good=1)[0]
+    return dict(row, candidate_id=candidate_id, updated_at=updated_at, associated_account_id=account)
+
+
+def test_selection_takes_the_half_open_interval(test_warehouse):
+    test_warehouse.seed(
+        [
+            one("before", "2026-11-19T23:59:59+00:00", "000000000001"),
+            one("at-start", "2026-11-20T00:00:00+00:00", "000000000002"),
+            one("late-in-day", "2026-11-20T23:59:59.999+00:00", "000000000003"),
+            one("at-end", "2026-11-21T00:00:00+00:00", "000000000004"),
+            one("other-offset", "2026-11-21T00:30:00+01:00", "000000000005"),
+        ]
+    )
+    sync(test_warehouse, request())
+    assert set(statuses(test_warehouse)) == {"at-start", "late-in-day", "other-offset"}
+
+
+def test_retryable_failures_of_earlier_runs_are_retried_and_permanent_ones_are_not(test_warehouse, emulator):
+    test_warehouse.seed(
+        [
+            one("flaky", "2026-11-19T10:00:00+00:00", "000000000001"),
+            one("refused", "2026-11-19T10:00:00+00:00", "000000000002"),
+        ]
+    )
+    warehouse = test_warehouse.warehouse()
+    warehouse.create_tables()
+    from include.sync.warehouse import Outcome
+
+    warehouse.record("old", Outcome("flaky", "failed", error_code="InternalServerException", retryable=True))
+    warehouse.record("old", Outcome("refused", "failed", error_code="AccessDeniedException", retryable=False))
+
+    sync(test_warehouse, request())
+
+    assert statuses(test_warehouse) == {"flaky": "created", "refused": "failed"}
+
+
+def test_candidate_ids_limit_and_all_pending(test_warehouse):
+    rows = sample_candidates(DAY - dt.timedelta(days=3))[:6]
+    test_warehouse.seed(rows)
+    sync(test_warehouse, request("ids", candidate_ids=("cand-0002", "cand-0005")))
+    assert set(statuses(test_warehouse)) == {"cand-0002", "cand-0005"}
+
+    sync(test_warehouse, request("limited", include_all_pending=True, limit=2))
+    assert set(statuses(test_warehouse)) == {"cand-0001", "cand-0002", "cand-0003", "cand-0005"}
+
+    sync(test_warehouse, request("all", include_all_pending=True))
+    assert set(statuses(test_warehouse)) == {row["candidate_id"] for row in rows}
+
+
+def test_a_candidate_changed_after_creation_is_reported_not_sent_again(test_warehouse, emulator):
+    test_warehouse.seed([one("c1", "2026-11-20T10:00:00+00:00")])
+    sync(test_warehouse, request("first"))
+    test_warehouse.execute(
+        "UPDATE partner_relationship_candidates SET display_name = ?, updated_at = ?",
+        ["Renamed", "2026-11-20T11:00:00+00:00"],
+    )
+
+    second = sync(test_warehouse, request("second"))
+
+    assert second["changed_after_done"] == 1
+    assert len([c for c in emulator.emulator.call_log() if c["operation"] == "CreateRelationship"]) == 1
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even except-blocks for Exception."""
+
+
+class DiesAfter:
+    """The real boto3 client, until the process 'dies' right after the n-th create was committed by the service."""
+
+    def __init__(self, client, creates: int):
+        self.client, self.left = client, creates
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def create_relationship(self, **request):
+        response = self.client.create_relationship(**request)
+        self.left -= 1
+        if self.left == 0:
+            raise Killed
+        return response
+
+
+def test_a_batch_killed_half_way_then_retried_has_no_duplicate_and_no_missing_outcome(test_warehouse, emulator):
+    test_warehouse.seed(sample_candidates(DAY))
+    run = request()
+    settings = SyncSettings(rate_per_second=50, batch_size=100)
+    warehouse = test_warehouse.warehouse()
+    [batch] = steps.prepare(warehouse, settings, run)
+    client = PartnerCentralChannelHook().conn
+    limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
+
+    with pytest.raises(Killed):
+        steps.create_batch(warehouse, settings, run, batch, DiesAfter(client, 10), limiter)
+    assert Counter(statuses(test_warehouse).values())["created"] == 9  # the 10th was created, never recorded
+
+    retry_warehouse = test_warehouse.warehouse()  # the retry is a new process with a new connection
+    steps.create_batch(
+        retry_warehouse, settings, run, batch, client, WarehouseRateLimiter(retry_warehouse, "aws:test", 50)
+    )
+
+    assert steps.finish(retry_warehouse, run)["created"] == 25
+    assert len(emulator.emulator.relationship_list()) == 25
+    created_calls = [c for c in emulator.emulator.call_log() if c["operation"] == "CreateRelationship"]
+    assert len(created_calls) == 26  # the 10th candidate was sent twice, with the same token
+    assert len({c["client_token"] for c in created_calls}) == 25
+
+
+def test_two_runs_at_once_share_the_rate_and_create_each_relationship_once(test_warehouse, emulator):
+    """Two DAG runs (a backfill and a manual run) over the same candidates, in parallel, each with its own
+    connection and limiter object: the warehouse claims and the shared schedule keep them honest."""
+    emulator.emulator.configure({"create_rate": 5})
+    test_warehouse.seed(sample_candidates(DAY, good=20))
+    settings = SyncSettings(rate_per_second=5, batch_size=5)
+    runs = [request("backfill", max_reject_ratio=0.5), request("manual", max_reject_ratio=0.5)]
+    plans = {run.dag_run_id: steps.prepare(test_warehouse.warehouse(), settings, run) for run in runs}
+    errors: list[BaseException] = []
+
+    def worker(run: steps.RunRequest, batch: steps.Batch) -> None:
+        try:
+            warehouse = test_warehouse.warehouse()
+            limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
+            steps.create_batch(warehouse, settings, run, batch, PartnerCentralChannelHook().conn, limiter)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(run, batch)) for run in runs for batch in plans[run.dag_run_id]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    assert len(emulator.emulator.relationship_list()) == 20
+    calls = [c for c in emulator.emulator.call_log() if c["operation"] == "CreateRelationship"]
+    assert [c for c in calls if c["error_code"]] == []
+    assert max_in_any_second([c["started"] for c in calls]) <= 5
+    done = test_warehouse.query(
+        "SELECT dag_run_id, status FROM partner_relationship_attempts WHERE status IN ('created', 'already_exists')"
+    )
+    assert len(done) == 20
+
+
+def test_batches_never_exceed_the_map_limit():
+    assert steps.plan_batches(0, 50, 1024) == []
+    batches = steps.plan_batches(1_000_000, 50, 1024)
+    assert len(batches) <= 1024
+    assert batches[0].first == 0 and batches[-1].end == 1_000_000
+    assert all(a.end == b.first for a, b in itertools.pairwise(batches))
+    assert len(steps.plan_batches(120, 50, 1024)) == 3
+
+
+@pytest.mark.parametrize("name", ["x; DROP TABLE y", "1abc", "a.b.c", "", "a" * 64])
+def test_table_names_from_configuration_are_validated(name):
+    with pytest.raises(ValueError, match="outcomes_table must be a table name"):
+        Tables(outcomes=name)
+
+
+def test_settings_come_from_the_lookup_and_say_what_is_wrong():
+    values = {"batch_size": "7", "outcomes_table": "sync.outcomes"}
+    settings = SyncSettings.load(values.get)
+    assert settings.batch_size == 7 and settings.tables.outcomes == "sync.outcomes"
+    with pytest.raises(ValueError, match="partner_sync_batch_size must be a int"):
+        SyncSettings.load({"batch_size": "many"}.get)
+    assert identifier("analytics.candidates", "candidates_table") == "analytics.candidates"
