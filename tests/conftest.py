@@ -93,13 +93,14 @@ class TestWarehouse:
         for connection in self.opened:
             connection.close()
 
-    def seed(self, rows) -> None:
+    def seed(self, rows, timestamp_type: str | None = None) -> None:
         from include.sync.demo_data import candidate_table_ddl, insert_candidates
         from include.sync.settings import Tables
 
         table = Tables().candidates
         cursor = self.connection.cursor()
-        cursor.execute(candidate_table_ddl(table, "TIMESTAMPTZ" if self.kind == "postgres" else "TEXT"))
+        default_type = "TIMESTAMPTZ" if self.kind == "postgres" else "TEXT"
+        cursor.execute(candidate_table_ddl(table, timestamp_type or default_type))
         self.connection.commit()
         insert_candidates(self.connection, rows, table, "%s" if self.kind == "postgres" else "?")
 

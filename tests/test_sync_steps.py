@@ -89,6 +89,40 @@ def test_retryable_failures_of_earlier_runs_are_retried_and_permanent_ones_are_n
     assert statuses(test_warehouse) == {"flaky": "created", "refused": "failed"}
 
 
+def test_selection_reads_updated_at_kept_as_text(test_warehouse):
+    test_warehouse.seed(
+        [one("in", "2026-11-20T10:00:00Z"), one("out", "2026-11-21T10:00:00Z", "000000000002")], timestamp_type="TEXT"
+    )
+    sync(test_warehouse, request())
+    assert set(statuses(test_warehouse)) == {"in"}
+
+
+def test_a_cleared_run_sends_its_retryable_failures_again(test_warehouse, emulator):
+    test_warehouse.seed(sample_candidates(DAY, good=4)[:4])
+    emulator.emulator.configure({"internal_error_rate": 1.0})
+    settings = SyncSettings(rate_per_second=50, max_attempts=1)
+    first = sync(test_warehouse, request("backfill__2026-11-20"), settings)
+    assert first["failed_retryable"] == 4
+
+    emulator.emulator.configure({"internal_error_rate": 0.0})
+    again = sync(test_warehouse, request("backfill__2026-11-20"), settings)  # same run id, as a cleared run keeps
+
+    assert (again["created"], again["failed_retryable"]) == (4, 0)
+    assert set(statuses(test_warehouse).values()) == {"created"}
+
+
+def test_a_created_state_is_never_overwritten_by_a_later_failure(test_warehouse):
+    from include.sync.warehouse import Outcome
+
+    test_warehouse.seed([])
+    warehouse = test_warehouse.warehouse()
+    warehouse.create_tables()
+    warehouse.record("a", Outcome("c1", "created", relationship_id="rs-aaaaaaaaaaaaa", attempts=1))
+    warehouse.record("stale", Outcome("c1", "failed", error_code="InternalServerException", retryable=True))
+    [row] = test_warehouse.query("SELECT status, relationship_id FROM partner_relationship_outcomes")
+    assert row == {"status": "created", "relationship_id": "rs-aaaaaaaaaaaaa"}
+
+
 def test_candidate_ids_limit_and_all_pending(test_warehouse):
     rows = sample_candidates(DAY - dt.timedelta(days=3))[:6]
     test_warehouse.seed(rows)

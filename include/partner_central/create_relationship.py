@@ -87,8 +87,9 @@ def create_relationship(
                 error.code,
                 f"{error.message} (conflicting {error.details.get('resourceType', 'resource')} "
                 f"{error.details.get('resourceId', 'unknown')}; no relationship {name} was found by "
-                "ListRelationships)",
-                retryable=False,
+                "ListRelationships yet)",
+                # The look-up may lag behind a create that did happen: a later try can still find it.
+                retryable=True,
                 details=error.details,
             ) from error
         logger.info("CreateRelationship %s: already exists as %s", name, existing["id"])

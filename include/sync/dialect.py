@@ -37,7 +37,7 @@ class Dialect:
 
     def timestamp(self, column: str) -> str:
         """A column of the user's table as a comparable timestamp, whatever text form SQLite keeps it in."""
-        return f"julianday({column})" if self.name == "sqlite" else column
+        return f"julianday({column})" if self.name == "sqlite" else f"CAST({column} AS TIMESTAMPTZ)"
 
     def timestamp_param(self) -> str:
         return "julianday(?)" if self.name == "sqlite" else "?"

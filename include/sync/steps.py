@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from include.sync.warehouse import (
     DRY_RUN,
     FAILED,
     REJECTED,
+    RUN_COUNT_COLUMNS,
     SKIPPED,
     Outcome,
     Warehouse,
@@ -107,6 +108,7 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     warehouse.create_tables()
     warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
     warehouse.clear_staging(run.dag_run_id)
+    warehouse.forget_retryable(run.dag_run_id)
     checks = CandidateChecks()
     counts: Counter = Counter()
     changed: list[str] = []
@@ -304,37 +306,8 @@ def finish(warehouse: Warehouse, run: RunRequest, logger: logging.Logger | loggi
         raise SyncRunFailed(
             "; ".join(problems) + ". A later run, or a backfill with --reprocess-behavior failed, retries them."
         )
-    return {
-        key: row.get(key)
-        for key in (
-            "selected",
-            "rejected",
-            "staged",
-            "created",
-            "already_exists",
-            "failed_permanent",
-            "dry_run",
-            "skipped_done",
-            "changed_after_done",
-        )
-    }
+    return {key: row.get(key) for key in RUN_COUNT_COLUMNS}
 
 
-def counts_table(
-    row: dict[str, Any],
-    keys: Sequence[str] = (
-        "selected",
-        "skipped_done",
-        "changed_after_done",
-        "rejected",
-        "staged",
-        "created",
-        "already_exists",
-        "failed_retryable",
-        "failed_permanent",
-        "dry_run",
-        "skipped",
-        "unfinished",
-    ),
-) -> str:
-    return "\n".join(f"  {key:<20} {row.get(key) or 0:>9}" for key in keys)
+def counts_table(row: dict[str, Any]) -> str:
+    return "\n".join(f"  {key:<20} {row.get(key) or 0:>9}" for key in RUN_COUNT_COLUMNS)

@@ -57,8 +57,11 @@ RESULT_COLUMNS = (
     "updated_at",
     "candidate_updated_at",
 )
+# The run row's counts, in the order a reader follows a run.
 RUN_COUNT_COLUMNS = (
     "selected",
+    "skipped_done",
+    "changed_after_done",
     "rejected",
     "staged",
     "created",
@@ -67,8 +70,6 @@ RUN_COUNT_COLUMNS = (
     "failed_permanent",
     "dry_run",
     "skipped",
-    "skipped_done",
-    "changed_after_done",
     "unfinished",
 )
 
@@ -97,8 +98,12 @@ class Warehouse:
         # would hold locks while the task waits on the API.
         if dialect.name == "sqlite":
             connection.isolation_level = None
+            # WAL: a long read (the selection) does not block other tasks' writes; and wait for locks, don't fail.
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA busy_timeout=30000")
         else:
             connection.autocommit = True
+            connection.cursor().execute("SET TIME ZONE 'UTC'")
 
     # -- plumbing -------------------------------------------------------------------------------------------------
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
@@ -117,10 +122,10 @@ class Warehouse:
         cursor.execute("BEGIN IMMEDIATE" if lock and self.dialect.name == "sqlite" else "BEGIN")
         try:
             yield
+            cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
-        cursor.execute("COMMIT")
 
     def now(self) -> Any:
         return self.dialect.bind_time(dt.datetime.now(dt.timezone.utc))
@@ -169,9 +174,17 @@ class Warehouse:
             f"CREATE TABLE IF NOT EXISTS {t.rate_limit} (limiter_key TEXT PRIMARY KEY, next_free_at DOUBLE PRECISION"
             " NOT NULL)",
         ]
-        with self.transaction():
-            for statement in statements:
-                self.execute(statement)
+        for attempt in (1, 2):
+            try:
+                with self.transaction():
+                    for statement in statements:
+                        self.execute(statement)
+                return
+            except Exception:
+                # Two runs creating the tables at the same moment: PostgreSQL lets one of them fail; the second
+                # attempt finds the tables there.
+                if attempt == 2:
+                    raise
 
     # -- selection ------------------------------------------------------------------------------------------------
     def select_candidates(
@@ -243,6 +256,16 @@ class Warehouse:
         return {identity: cid for identity, cid in found.items() if identity in wanted}
 
     # -- staging --------------------------------------------------------------------------------------------------
+    def forget_retryable(self, dag_run_id: str) -> None:
+        """A cleared or backfilled run keeps its run id: its earlier try's retryable failures and skips are tried
+        again, so they must not count as recorded."""
+        with self.transaction():
+            self.execute(
+                f"DELETE FROM {self.tables.attempts} WHERE dag_run_id = ?"
+                f" AND ((status = '{FAILED}' AND retryable = ?) OR status = '{SKIPPED}')",
+                [dag_run_id, self.dialect.bind_bool(True)],
+            )
+
     def clear_staging(self, dag_run_id: str) -> None:
         with self.transaction():
             self.execute(f"DELETE FROM {self.tables.staging} WHERE dag_run_id = ?", [dag_run_id])
@@ -327,7 +350,10 @@ class Warehouse:
                 self.executemany(
                     f"INSERT INTO {t.outcomes} ({columns}) VALUES ({placeholders})"
                     f" ON CONFLICT (candidate_id) DO UPDATE SET {updates},"
-                    f" attempts = {t.outcomes}.attempts + excluded.attempts, claimed_at = NULL",
+                    f" attempts = {t.outcomes}.attempts + excluded.attempts, claimed_at = NULL"
+                    # A created relationship is never overwritten by a later failure, rejection or stale run.
+                    f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}')"
+                    f" OR excluded.status IN ('{CREATED}', '{ALREADY_EXISTS}')",
                     rows,
                 )
 
