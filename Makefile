@@ -6,7 +6,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 ENV := source scripts/env.sh &&
 AIRFLOW_HOME_DIR := .airflow
-SITE_PACKAGES = $(shell $(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 .PHONY: help setup demo test lint emulator lock clean
 
@@ -23,7 +22,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	# The project root (include/) and plugins/ are importable in every process of the venv: tasks, tests, CLI.
-	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/plugins" > "$(SITE_PACKAGES)/partner_relationship_sync.pth"
+	$(VENV)/bin/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "partner_relationship_sync.pth").write_text("\n".join(sys.argv[1:]) + "\n")' "$(CURDIR)" "$(CURDIR)/plugins"
 	touch $@
 
 $(AIRFLOW_HOME_DIR)/.migrated: $(VENV)/.installed
