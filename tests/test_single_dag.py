@@ -39,3 +39,33 @@ def test_trigger_with_conf_creates_the_relationship(single_dag, emulator):
     [call] = emulator.emulator.call_log()
     assert call["request"]["tags"] == [{"key": "team", "value": "alliances"}]
     assert "resaleAccountModel" not in call["request"]
+
+
+def test_the_operator_maps_with_expand_and_expand_kwargs():
+    import datetime as dt
+
+    from airflow.sdk import DAG
+
+    from partner_central_provider.operators import CreateRelationshipOperator
+
+    with DAG("mapped_create", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) as dag:
+        partial = CreateRelationshipOperator.partial(
+            task_id="by_kwargs",
+            catalog="Sandbox",
+            association_type="END_CUSTOMER",
+            program_management_account_identifier="pma-test123456789",
+            sector="COMMERCIAL",
+        )
+        by_kwargs = partial.expand_kwargs([{"associated_account_id": "000000000001", "display_name": "First"}])
+        by_list = CreateRelationshipOperator.partial(
+            task_id="by_list",
+            catalog="Sandbox",
+            association_type="END_CUSTOMER",
+            program_management_account_identifier="pma-test123456789",
+            sector="COMMERCIAL",
+            associated_account_id="000000000002",
+        ).expand(display_name=["Second", "Third"])
+
+    assert {task.task_id for task in dag.tasks} == {"by_kwargs", "by_list"}
+    assert by_kwargs.operator_class is CreateRelationshipOperator
+    assert by_list.expand_input.value == {"display_name": ["Second", "Third"]}

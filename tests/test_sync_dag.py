@@ -75,6 +75,18 @@ def test_every_valid_candidate_is_created_once_and_every_rejected_one_says_why(s
     assert (run_row["selected"], run_row["rejected"], run_row["created"]) == (GOOD + BAD, BAD, GOOD)
     history = test_warehouse.query("SELECT status, COUNT(*) AS n FROM partner_relationship_attempts GROUP BY status")
     assert {row["status"]: row["n"] for row in history} == {"created": GOOD, "rejected": BAD}
+    assert batch_labels(dag_run) == ["batch 0: rows 0-9", "batch 1: rows 10-19", "batch 2: rows 20-24"]
+
+
+def batch_labels(dag_run) -> list[str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        instances = session.query(TaskInstance).filter_by(
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="create_relationships"
+        )
+        return sorted(ti.rendered_map_index for ti in instances)
 
 
 def test_a_dry_run_calls_nothing_and_leaves_the_current_state_alone(sync_dag, test_warehouse, emulator):

@@ -170,6 +170,8 @@ def report(path: str) -> None:
 
     print(f"Sync run {run['dag_run_id']} (data interval {run['data_interval_start']} .. {run['data_interval_end']}):")
     print(counts_table(dict(run)))
+    if not run["created"] and run["skipped_done"]:
+        print("Nothing new to send: every valid candidate was created by an earlier run, and none is sent twice.")
     print("Current state of every candidate (partner_relationship_outcomes):")
     for state in states:
         print(f"  {state['status']:<20} {state['n']:>9}")
