@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
+from tests.factories import relationship_fields
 from tests.test_dag_integrity import DAGS_FOLDER
 
 
@@ -49,21 +50,13 @@ def test_the_operator_maps_with_expand_and_expand_kwargs():
     from partner_central_provider.operators import CreateRelationshipOperator
 
     with DAG("mapped_create", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) as dag:
-        partial = CreateRelationshipOperator.partial(
-            task_id="by_kwargs",
-            catalog="Sandbox",
-            association_type="END_CUSTOMER",
-            program_management_account_identifier="pma-test123456789",
-            sector="COMMERCIAL",
+        shared = relationship_fields()
+        del shared["associated_account_id"], shared["display_name"]
+        by_kwargs = CreateRelationshipOperator.partial(task_id="by_kwargs", **shared).expand_kwargs(
+            [{"associated_account_id": "000000000001", "display_name": "First"}]
         )
-        by_kwargs = partial.expand_kwargs([{"associated_account_id": "000000000001", "display_name": "First"}])
         by_list = CreateRelationshipOperator.partial(
-            task_id="by_list",
-            catalog="Sandbox",
-            association_type="END_CUSTOMER",
-            program_management_account_identifier="pma-test123456789",
-            sector="COMMERCIAL",
-            associated_account_id="000000000002",
+            task_id="by_list", associated_account_id="000000000002", **shared
         ).expand(display_name=["Second", "Third"])
 
     assert {task.task_id for task in dag.tasks} == {"by_kwargs", "by_list"}

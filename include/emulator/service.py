@@ -15,9 +15,11 @@ import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from typing import Any
 
 from include.partner_central.relationship_request import pma_id
+from include.partner_central.service_model import service_model
 from include.partner_central.validation import validate_request
 
 OPERATIONS = ("CreateRelationship", "GetRelationship", "ListRelationships")
@@ -331,18 +333,11 @@ class Emulator:
         start = int(params["nextToken"]) if str(params.get("nextToken", "")).isdigit() else 0
         size = params.get("maxResults") or 50
         page = items[start : start + size]
-        summary_fields = self._summary_fields()
+        summary_fields = _summary_fields()
         response: dict[str, Any] = {"items": [{k: v for k, v in d.items() if k in summary_fields} for d in page]}
         if start + size < len(items):
             response["nextToken"] = str(start + size)
         return response
-
-    @staticmethod
-    def _summary_fields() -> set[str]:
-        from include.partner_central.service_model import service_model
-
-        shape = service_model().operation_model("ListRelationships").output_shape
-        return set(shape.members["items"].member.members)
 
     def call_log(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -351,6 +346,13 @@ class Emulator:
     def relationship_list(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(r.detail, clientToken=r.client_token) for r in self.relationships.values()]
+
+
+@cache
+def _summary_fields() -> frozenset[str]:
+    """The members ListRelationships returns per item, from the model."""
+    shape = service_model().operation_model("ListRelationships").output_shape
+    return frozenset(shape.members["items"].member.members)
 
 
 def account_id_for(access_key: str) -> str:

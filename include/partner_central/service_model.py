@@ -39,16 +39,6 @@ def member_shape(field: str, operation: str = CREATE_OPERATION) -> Any:
     return input_shape(operation).members[field]
 
 
-def enum_values(field: str, operation: str = CREATE_OPERATION) -> list[str]:
-    return list(member_shape(field, operation).enum)
-
-
-def support_plan_members() -> dict[str, list[str]]:
-    """Union members of requestedSupportPlan and the required fields of each."""
-    union = member_shape("requestedSupportPlan")
-    return {name: list(shape.required_members) for name, shape in union.members.items()}
-
-
 def documentation(field: str, operation: str = CREATE_OPERATION) -> str:
     """The model's documentation of a member, without its HTML tags."""
     return re.sub(r"<[^>]+>", "", member_shape(field, operation).documentation or "").strip()
@@ -68,12 +58,6 @@ def string_limits(shape: Any) -> Limits:
 
 def field_limits(field: str, operation: str = CREATE_OPERATION) -> Limits:
     return string_limits(member_shape(field, operation))
-
-
-def tag_limits() -> tuple[Limits, Limits]:
-    """Limits of a tag's key and value."""
-    tag = member_shape("tags").member
-    return string_limits(tag.members["key"]), string_limits(tag.members["value"])
 
 
 def snake_case(name: str) -> str:

@@ -46,14 +46,6 @@ class Dialect:
         value = value.astimezone(dt.timezone.utc)
         return value.isoformat(sep=" ") if self.name == "sqlite" else value
 
-    def read_time(self, value: Any) -> dt.datetime | None:
-        if value is None or value == "":
-            return None
-        if isinstance(value, dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
     def bind_bool(self, value: bool | None) -> Any:
         return None if value is None else (int(value) if self.name == "sqlite" else value)
 
