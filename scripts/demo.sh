@@ -2,6 +2,8 @@
 # `make demo`: run the sync on the embedded defaults (a SQLite warehouse with sample candidates, the local emulator)
 # with `airflow dags test`, and print what it did.
 set -euo pipefail
+# The demo always runs on the embedded defaults, whatever connections your shell has set.
+unset AIRFLOW_CONN_PARTNER_WAREHOUSE AIRFLOW_CONN_AWS_DEFAULT EMULATOR_URL EMULATOR_PORT
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$PROJECT_DIR"
 started_emulator=""

@@ -1,13 +1,15 @@
 # Environment of the local project: Airflow home inside the checkout, the emulator and the SQLite warehouse as
-# default connections. Source it (`source scripts/env.sh`) to run `airflow ...` by hand; every setting that is
-# already set in your environment wins, so the same commands point at real AWS or a real warehouse.
+# default connections. Source it (`source scripts/env.sh`) to run `airflow ...` by hand. The Airflow home and the
+# DAGs and plugins folders are always this checkout's (an AIRFLOW_HOME set for another project must not leak in);
+# the connections and other settings already in your environment win, so the same commands can point at real AWS
+# or a real warehouse.
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PROJECT_DIR
-export AIRFLOW_HOME="${AIRFLOW_HOME:-$PROJECT_DIR/.airflow}"
-export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$PROJECT_DIR/dags}"
-export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$PROJECT_DIR/plugins}"
+export AIRFLOW_HOME="$PROJECT_DIR/.airflow"
+export AIRFLOW__CORE__DAGS_FOLDER="$PROJECT_DIR/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$PROJECT_DIR/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
-export AIRFLOW__LOGGING__BASE_LOG_FOLDER="${AIRFLOW__LOGGING__BASE_LOG_FOLDER:-$AIRFLOW_HOME/logs}"
+export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export EMULATOR_PORT="${EMULATOR_PORT:-4566}"
 export EMULATOR_URL="${EMULATOR_URL:-http://127.0.0.1:$EMULATOR_PORT}"
 # The emulator accepts any credentials; these only name the emulated AWS account.
