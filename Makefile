@@ -7,11 +7,13 @@ VENV := .venv
 ENV := source scripts/env.sh &&
 AIRFLOW_HOME_DIR := .airflow
 
-.PHONY: help setup demo test lint emulator lock clean
+.PHONY: help setup demo test lint emulator airflow airflow-stop lock clean
 
 help:
 	@echo "make demo      set up, start the emulator and run the main job on the embedded defaults"
 	@echo "make test      set up, then run the whole test suite"
+	@echo "make airflow   start a local Airflow (UI on http://127.0.0.1:8080, LocalExecutor, emulator) in the background"
+	@echo "make airflow-stop  stop it"
 	@echo "make emulator  run the Partner Central emulator in the foreground on 127.0.0.1:4566"
 	@echo "make lint      ruff"
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
@@ -39,6 +41,12 @@ demo: setup
 test: setup
 	$(ENV) python -m pytest
 
+airflow: setup
+	@$(ENV) python scripts/local_airflow.py start
+
+airflow-stop: $(VENV)/.installed
+	@$(ENV) python scripts/local_airflow.py stop
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
@@ -50,4 +58,5 @@ lock:
 
 clean:
 	-scripts/emulator.sh stop
+	-test ! -x $(VENV)/bin/python || $(ENV) python scripts/local_airflow.py stop
 	rm -rf $(VENV) $(AIRFLOW_HOME_DIR)

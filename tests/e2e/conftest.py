@@ -1,0 +1,201 @@
+"""A running Airflow for the end-to-end tests: API server, scheduler, DAG processor and triggerer on the LocalExecutor
+(scripts/local_airflow.py, as `make airflow` starts it), its metadata database and the warehouse on the local
+PostgreSQL server, and the emulator. Started once per session; each test gets an empty warehouse and a fresh
+emulator. The Airflow home, with every component's log and the task logs, is kept in test-artifacts/e2e-airflow/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from include.sync.demo_data import sample_candidates
+from scripts.local_airflow import PROJECT_DIR, LocalAirflow
+from tests.warehouses import POSTGRES_DSN, TestWarehouse
+
+DAG_ID = "partner_relationship_sync"
+METADATA_DB = "partner_sync_e2e_airflow"
+WAREHOUSE_DB = "partner_sync_e2e_warehouse"
+ARTIFACTS = PROJECT_DIR / "test-artifacts"
+TERMINAL = ("success", "failed")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.postgres)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _recreate_database(name: str) -> None:
+    connection = psycopg2.connect(**POSTGRES_DSN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()
+
+
+class Stack(LocalAirflow):
+    """The local Airflow, plus what the tests ask of it: runs, backfills, the emulator's log, the warehouse."""
+
+    _token: str | None = None
+    _token_at: float = 0.0
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        if self._token is None or time.monotonic() - self._token_at > 600:
+            self._token, self._token_at = self.token(), time.monotonic()
+        return self.api(method, path, body, token=self._token)
+
+    # -- DAG runs ----------------------------------------------------------------------------------------------------
+    def trigger(self, conf: dict[str, Any], logical_date: str | None = None) -> str:
+        """POST /dags/{dag_id}/dagRuns as the UI's trigger form sends it: every Param in conf."""
+        form = {"dry_run": False, "candidate_ids": [], "include_all_pending": False, "limit": None}
+        form |= {"max_reject_ratio": 0.2} | conf
+        run = self.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date, "conf": form})
+        return run["dag_run_id"]
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=id")["dag_runs"]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}")
+
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}/taskInstances?limit=100")[
+            "task_instances"
+        ]
+
+    def wait_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:
+        """Until every run is done; their states by id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {run_id: self.run(run_id)["state"] for run_id in run_ids}
+            if all(state in TERMINAL for state in states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs not done after {timeout:.0f} s: {states}; logs in {self.home}/logs")
+            time.sleep(2)
+
+    # -- backfills ---------------------------------------------------------------------------------------------------
+    def backfill(self, first: dt.date, last: dt.date, *reprocess: str) -> int:
+        """`airflow backfill create` over the logical dates first..last, as a user runs it; the backfill's id."""
+        command = ["airflow", "backfill", "create", "--dag-id", DAG_ID]
+        command += ["--from-date", first.isoformat(), "--to-date", last.isoformat(), *reprocess]
+        done = subprocess.run(command, env=self.env(), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        backfills = self.call("GET", f"/api/v2/backfills?dag_id={DAG_ID}&limit=100")["backfills"]
+        return max(backfill["id"] for backfill in backfills)
+
+    def wait_backfill(self, backfill_id: int, timeout: float) -> dict[str, str]:
+        """Until the scheduler completes the backfill; the states of its runs by logical date."""
+        deadline = time.monotonic() + timeout
+        while self.call("GET", f"/api/v2/backfills/{backfill_id}")["completed_at"] is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backfill {backfill_id} not complete after {timeout:.0f} s")
+            time.sleep(2)
+        backfill = self.call("GET", f"/api/v2/backfills/{backfill_id}")
+        first, last = backfill["from_date"][:10], backfill["to_date"][:10]
+        return {
+            run["logical_date"][:10]: run["state"]
+            for run in self.runs()
+            if run["run_type"] == "backfill" and first <= run["logical_date"][:10] <= last
+        }
+
+    # -- emulator ----------------------------------------------------------------------------------------------------
+    def emulator(self, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.emulator_url}/_emulator/{path}", data=data, method="GET" if body is None else "POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def creates(self) -> list[dict[str, Any]]:
+        return [call for call in self.emulator("calls") if call["operation"] == "CreateRelationship"]
+
+
+def _quote(run_id: str) -> str:
+    return urllib.request.quote(run_id, safe="")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    home = ARTIFACTS / "e2e-airflow"
+    shutil.rmtree(home, ignore_errors=True)
+    _recreate_database(METADATA_DB)
+    _recreate_database(WAREHOUSE_DB)
+    airflow = Stack(
+        home=home,
+        settings_file=Path(__file__).with_name("airflow_settings.yaml"),
+        port=_free_port(),
+        emulator_port=_free_port(),
+        metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB}",
+        extra_env={"WAREHOUSE_DB": WAREHOUSE_DB},
+    )
+    airflow.start(timeout=300)
+    try:
+        airflow.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        yield airflow
+    finally:
+        airflow.stop()
+
+
+@pytest.fixture
+def e2e(stack: Stack) -> Iterator[Stack]:
+    """The running stack with an empty warehouse, a fresh emulator and no run in flight."""
+    stack.emulator("reset", {})
+    stack.emulator("config", {"create_rate": 3.0, "latency_ms": 0, "internal_error_rate": 0.0})
+    for run in stack.runs():
+        if run["state"] not in TERMINAL:
+            pytest.fail(f"run {run['dag_run_id']} of an earlier test is still {run['state']}")
+    connection = psycopg2.connect(**{**POSTGRES_DSN, "dbname": WAREHOUSE_DB})
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f"DROP TABLE {table}")
+    connection.close()
+    yield stack
+
+
+@pytest.fixture
+def warehouse(e2e: Stack) -> Iterator[TestWarehouse]:
+    dsn = {**POSTGRES_DSN, "dbname": WAREHOUSE_DB}
+    result = TestWarehouse("postgres", lambda: psycopg2.connect(**dsn), {})
+    yield result
+    result.close()
+
+
+def candidates(day: dt.date, count: int, first_account: int, bad: bool = False) -> list[dict[str, Any]]:
+    """`count` valid candidates updated during `day`, with accounts first_account.. (ids unique across days), and
+    the five bad sample rows when `bad`."""
+    rows = []
+    for n, row in enumerate(sample_candidates(day, good=count)):
+        if row["candidate_id"].startswith("cand-bad"):
+            if bad:
+                rows.append(dict(row, candidate_id=f"{day:%m%d}-{row['candidate_id']}"))
+            continue
+        account = f"{first_account + n:012d}"
+        rows.append(dict(row, candidate_id=f"{day:%m%d}-cand-{n:04d}", associated_account_id=account))
+    return rows
+
+
+def outcomes(warehouse: TestWarehouse) -> dict[str, dict[str, Any]]:
+    return {row["candidate_id"]: row for row in warehouse.query("SELECT * FROM partner_relationship_outcomes")}
