@@ -7,11 +7,12 @@ VENV := .venv
 ENV := source scripts/env.sh &&
 AIRFLOW_HOME_DIR := .airflow
 
-.PHONY: help setup demo test lint emulator airflow airflow-stop lock clean
+.PHONY: help setup demo test e2e lint emulator airflow airflow-stop lock clean
 
 help:
 	@echo "make demo      set up, start the emulator and run the main job on the embedded defaults"
 	@echo "make test      set up, then run the whole test suite"
+	@echo "make e2e       only the end-to-end tests, on a running local Airflow (tests/e2e)"
 	@echo "make airflow   start a local Airflow (UI on http://127.0.0.1:8080, LocalExecutor, emulator) in the background"
 	@echo "make airflow-stop  stop it"
 	@echo "make emulator  run the Partner Central emulator in the foreground on 127.0.0.1:4566"
@@ -39,7 +40,12 @@ demo: setup
 	@scripts/demo.sh
 
 test: setup
+	@scripts/install_chromium.sh
 	$(ENV) python -m pytest
+
+e2e: setup
+	@scripts/install_chromium.sh
+	$(ENV) python -m pytest tests/e2e
 
 airflow: setup
 	@$(ENV) python scripts/local_airflow.py start
