@@ -22,8 +22,6 @@ import os
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from partner_central_provider import sync_tasks
-
 # Read at parse time because Airflow needs them to build the DAG; everything else is read inside the tasks.
 POOL = os.environ.get("PARTNER_SYNC_POOL", "partner_central_api")
 SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
@@ -77,16 +75,24 @@ SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
     doc_md=__doc__,
 )
 def partner_relationship_sync():
+    # The tasks' code (boto3, the Amazon provider, Great Expectations) is imported when a task runs, not when the
+    # DAG processor parses this file.
     @task
     def check_and_stage() -> list[dict[str, int]]:
+        from partner_central_provider import sync_tasks
+
         return sync_tasks.check_and_stage()
 
     @task(pool=POOL, map_index_template="{{ batch_label }}", retries=3)
     def create_relationships(batch: dict[str, int]) -> dict[str, int]:
+        from partner_central_provider import sync_tasks
+
         return sync_tasks.create_batch(batch)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def record_run() -> dict:
+        from partner_central_provider import sync_tasks
+
         return sync_tasks.record_run()
 
     batches = check_and_stage()

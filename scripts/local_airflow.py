@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,15 @@ USERNAME = "admin"
 class LocalAirflow:
     home: Path
     settings_file: Path = PROJECT_DIR / "airflow_settings.yaml"
+    dags_folder: Path = PROJECT_DIR / "dags"
     port: int = 8080
     emulator_port: int = 4566
     # SQLAlchemy URL of the metadata database; None: SQLite in the Airflow home.
     metadata_db: str | None = None
     parallelism: int = 8
     extra_env: dict[str, str] = field(default_factory=dict)
+    _token: str | None = field(default=None, init=False, repr=False)
+    _token_at: float = field(default=0.0, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -68,7 +72,7 @@ class LocalAirflow:
                 "PROJECT_DIR": str(PROJECT_DIR),
                 "AIRFLOW_HOME": str(self.home),
                 "EMULATOR_URL": self.emulator_url,
-                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_DIR / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -230,6 +234,39 @@ class LocalAirflow:
                 return json.loads(content) if content else None
         except urllib.error.HTTPError as error:
             raise ApiCallError(error.code, error.read().decode(errors="replace")) from None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """An API call with a token that is reused for ten minutes."""
+        if self._token is None or time.monotonic() - self._token_at > 600:
+            self._token, self._token_at = self.token(), time.monotonic()
+        return self.api(method, path, body, token=self._token)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> str:
+        run = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf})
+        return run["dag_run_id"]
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+
+    def wait_runs(self, dag_id: str, run_ids: list[str], timeout: float) -> dict[str, str]:
+        """Until every run is done; their states by id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {run_id: self.run(dag_id, run_id)["state"] for run_id in run_ids}
+            if all(state in ("success", "failed") for state in states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs not done after {timeout:.0f} s: {states}; logs in {self.home}/logs")
+            time.sleep(1)
+
+    def emulator(self, path: str, body: Any = None) -> Any:
+        """The emulator's admin API: GET calls|relationships|health, POST config|reset."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.emulator_url}/_emulator/{path}", data=data, method="GET" if body is None else "POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
 
 
 class ApiCallError(Exception):

@@ -86,11 +86,16 @@ def identity(row: dict[str, Any]) -> Identity | None:
     return (catalog, pma_id(pma), account, association_type)
 
 
-def request_for(row: dict[str, Any]) -> dict[str, Any]:
-    """The CreateRelationship request of a normalised, checked candidate."""
+def fields_for(row: dict[str, Any]) -> dict[str, Any]:
+    """The CreateRelationship fields of a normalised, checked candidate, by their snake_case (operator) names."""
     fields = {column: row.get(column) for column in COLUMN_FIELDS}
     if row.get("support_plan"):
         fields["requested_support_plan"] = json.loads(row["support_plan"])
     if row.get("tags"):
         fields["tags"] = json.loads(row["tags"])
-    return build_create_request(**fields)
+    return fields
+
+
+def request_for(row: dict[str, Any]) -> dict[str, Any]:
+    """The CreateRelationship request of a normalised, checked candidate."""
+    return build_create_request(**fields_for(row))

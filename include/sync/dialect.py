@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,23 @@ class Dialect:
     def bind_time(self, value: dt.datetime) -> Any:
         value = value.astimezone(dt.timezone.utc)
         return value.isoformat(sep=" ") if self.name == "sqlite" else value
+
+    def streaming_cursor(self, connection: Any) -> Any:
+        """A cursor that reads a large result in chunks without holding it all in this process. On PostgreSQL, a
+        server-side cursor WITH HOLD: it lives outside transactions, so the writes made while reading it commit."""
+        if self.name == "postgres":
+            return connection.cursor(name=f"partner_sync_{uuid.uuid4().hex}", withhold=True)
+        return connection.cursor()
+
+    def executemany(self, cursor: Any, statement: str, rows: list[tuple]) -> None:
+        """Many rows in few round trips. psycopg2's own executemany sends one statement per row; psycopg 3 (which the
+        Postgres provider's hook may return) batches by itself."""
+        if type(cursor).__module__.startswith("psycopg2"):
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cursor, self.sql(statement), rows, page_size=1000)
+        else:
+            cursor.executemany(self.sql(statement), rows)
 
     def bind_bool(self, value: bool | None) -> Any:
         return None if value is None else (int(value) if self.name == "sqlite" else value)

@@ -113,7 +113,7 @@ class Warehouse:
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            self.connection.cursor().executemany(self.dialect.sql(statement), [tuple(row) for row in rows])
+            self.dialect.executemany(self.connection.cursor(), statement, [tuple(row) for row in rows])
 
     @contextmanager
     def transaction(self, lock: bool = False) -> Iterator[None]:
@@ -224,10 +224,14 @@ class Warehouse:
         if limit:
             statement += " LIMIT ?"
             params.append(limit)
-        cursor = self.execute(statement, params)
-        names = [column[0] for column in cursor.description]
-        while rows := cursor.fetchmany(chunk_rows):
-            yield [dict(zip(names, row, strict=True)) for row in rows]
+        cursor = self.dialect.streaming_cursor(self.connection)
+        try:
+            cursor.execute(self.dialect.sql(statement), tuple(params))
+            while rows := cursor.fetchmany(chunk_rows):
+                names = [column[0] for column in cursor.description]
+                yield [dict(zip(names, row, strict=True)) for row in rows]
+        finally:
+            cursor.close()
 
     def linked_identities(self, identities: Sequence[tuple[str, str, str, str]]) -> dict[tuple, str]:
         """Which of these relationship identities some other candidate already created: identity → candidate_id."""

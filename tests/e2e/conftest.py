@@ -6,7 +6,6 @@ emulator. The Airflow home, with every component's log and the task logs, is kep
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import socket
 import subprocess
@@ -53,45 +52,26 @@ def _recreate_database(name: str) -> None:
 
 
 class Stack(LocalAirflow):
-    """The local Airflow, plus what the tests ask of it: runs, backfills, the emulator's log, the warehouse."""
+    """The local Airflow, plus what the tests ask of it about the sync DAG: runs, backfills, the emulator's log."""
 
-    _token: str | None = None
-    _token_at: float = 0.0
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        if self._token is None or time.monotonic() - self._token_at > 600:
-            self._token, self._token_at = self.token(), time.monotonic()
-        return self.api(method, path, body, token=self._token)
-
-    # -- DAG runs ----------------------------------------------------------------------------------------------------
-    def trigger(self, conf: dict[str, Any], logical_date: str | None = None) -> str:
+    def trigger(self, conf: dict[str, Any], logical_date: str | None = None) -> str:  # type: ignore[override]
         """POST /dags/{dag_id}/dagRuns as the UI's trigger form sends it: every Param in conf."""
         form = {"dry_run": False, "candidate_ids": [], "include_all_pending": False, "limit": None}
-        form |= {"max_reject_ratio": 0.2} | conf
-        run = self.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date, "conf": form})
-        return run["dag_run_id"]
+        return super().trigger(DAG_ID, form | {"max_reject_ratio": 0.2} | conf, logical_date)
 
     def runs(self) -> list[dict[str, Any]]:
         return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=id")["dag_runs"]
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}")
+    def run(self, run_id: str) -> dict[str, Any]:  # type: ignore[override]
+        return super().run(DAG_ID, run_id)
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}/taskInstances?limit=100")[
             "task_instances"
         ]
 
-    def wait_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:
-        """Until every run is done; their states by id."""
-        deadline = time.monotonic() + timeout
-        while True:
-            states = {run_id: self.run(run_id)["state"] for run_id in run_ids}
-            if all(state in TERMINAL for state in states.values()):
-                return states
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"runs not done after {timeout:.0f} s: {states}; logs in {self.home}/logs")
-            time.sleep(2)
+    def wait_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:  # type: ignore[override]
+        return super().wait_runs(DAG_ID, run_ids, timeout)
 
     # -- backfills ---------------------------------------------------------------------------------------------------
     def backfill(self, first: dt.date, last: dt.date, *reprocess: str) -> int:
@@ -117,15 +97,6 @@ class Stack(LocalAirflow):
             for run in self.runs()
             if run["run_type"] == "backfill" and first <= run["logical_date"][:10] <= last
         }
-
-    # -- emulator ----------------------------------------------------------------------------------------------------
-    def emulator(self, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.emulator_url}/_emulator/{path}", data=data, method="GET" if body is None else "POST"
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
 
     def creates(self) -> list[dict[str, Any]]:
         return [call for call in self.emulator("calls") if call["operation"] == "CreateRelationship"]

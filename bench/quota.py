@@ -1,0 +1,270 @@
+"""The sync at the API's quota, on running Airflow components (the e2e tests' stack: scheduler, LocalExecutor,
+metadata and warehouse on the local PostgreSQL server), side by side with what a user would otherwise write.
+
+Each scenario gets an emptied warehouse with N valid candidates and a reset emulator limited to Q creates per
+second per account, with about 50 ms latency and 1% injected 500s; its figures come from the emulator's call log,
+the warehouse and the REST API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from include.sync.demo_data import candidate_table_ddl, insert_candidates, sample_candidates
+from scripts.local_airflow import PROJECT_DIR, LocalAirflow
+
+SYNC = "partner_relationship_sync"
+METADATA_DB = "partner_sync_bench_airflow"
+WAREHOUSE_DB = "partner_sync_bench_warehouse"
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+LATENCY_MS = 50
+ERROR_RATE = 0.01
+
+
+@dataclass
+class Result:
+    name: str
+    n: int
+    quota: float
+    state: str = ""
+    seconds: float = 0.0  # trigger → every run done
+    startup_seconds: float = 0.0  # trigger → first create request
+    creation_seconds: float = 0.0  # first create request → last one
+    relationships: int = 0
+    create_requests: int = 0
+    throttled: int = 0
+    duplicates: int = 0  # candidates with more than one relationship
+    repeats: int = 0  # create requests for a candidate that already had its relationship (answered or refused)
+    max_per_second: int = 0
+    peak_task_rss_mib: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def rate_ratio(self) -> float:
+        """Creates per second while creating, ÷ Q."""
+        return (self.relationships - 1) / self.creation_seconds / self.quota if self.creation_seconds else 0.0
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.create_requests if self.create_requests else 0.0
+
+    @property
+    def run_ratio(self) -> float:
+        """The whole run's time ÷ (N ÷ Q)."""
+        return self.seconds / (self.n / self.quota)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _recreate_database(name: str) -> None:
+    connection = psycopg2.connect(**POSTGRES, dbname="postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()
+
+
+class TaskMemory:
+    """Peak resident memory of any one task process (`airflow worker -- <ti id>`), sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TaskMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            for process in psutil.process_iter(["cmdline", "memory_info"]):
+                cmdline = process.info["cmdline"] or []
+                if cmdline[:3] == ["airflow", "worker", "--"] or " ".join(cmdline).startswith("airflow worker --"):
+                    self.peak = max(self.peak, process.info["memory_info"].rss)
+
+
+def candidates(n: int) -> list[dict[str, Any]]:
+    """N valid candidates with distinct accounts."""
+    rows = [
+        row for row in sample_candidates(dt.date(2026, 7, 1), good=n) if not row["candidate_id"].startswith("cand-bad")
+    ]
+    return [
+        dict(row, candidate_id=f"b{k:06d}", associated_account_id=f"{700_000 + k:012d}") for k, row in enumerate(rows)
+    ]
+
+
+class QuotaBench:
+    def __init__(self, n: int, quota: float) -> None:
+        self.n, self.quota = n, quota
+        self.dags = Path(tempfile.mkdtemp(prefix="bench-dags-"))
+        for source in [*(PROJECT_DIR / "dags").glob("*.py"), PROJECT_DIR / "bench" / "dags" / "bench_alternatives.py"]:
+            (self.dags / source.name).symlink_to(source)
+        home = PROJECT_DIR / "test-artifacts" / "bench-airflow"
+        shutil.rmtree(home, ignore_errors=True)
+        _recreate_database(METADATA_DB)
+        _recreate_database(WAREHOUSE_DB)
+        self.stack = LocalAirflow(
+            home=home,
+            settings_file=PROJECT_DIR / "bench" / "airflow_settings.yaml",
+            dags_folder=self.dags,
+            port=_free_port(),
+            emulator_port=_free_port(),
+            metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB}",
+            extra_env={"WAREHOUSE_DB": WAREHOUSE_DB, "BENCH_QUOTA": f"{quota:g}"},
+        )
+
+    def __enter__(self) -> QuotaBench:
+        self.stack.start(timeout=300)
+        for dag_id in (SYNC, "bench_operator_per_candidate", "bench_boto3_loop"):
+            self._wait_for_dag(dag_id)
+            self.stack.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.stop()
+        shutil.rmtree(self.dags, ignore_errors=True)
+
+    def _wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.stack.call("GET", f"/api/v2/dags/{dag_id}")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def _reset(self, emulator: dict[str, Any]) -> list[dict[str, Any]]:
+        connection = psycopg2.connect(**POSTGRES, dbname=WAREHOUSE_DB)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            for (table,) in cursor.fetchall():
+                cursor.execute(f"DROP TABLE {table}")
+            cursor.execute(candidate_table_ddl("partner_relationship_candidates", "TIMESTAMPTZ"))
+        rows = candidates(self.n)
+        connection.autocommit = False
+        insert_candidates(connection, rows, "partner_relationship_candidates", "%s")
+        connection.close()
+        self.stack.emulator("reset", {})
+        self.stack.emulator(
+            "config",
+            {
+                "create_rate": self.quota,
+                "read_rate": self.quota,
+                "latency_ms": LATENCY_MS,
+                "internal_error_rate": ERROR_RATE,
+                "seed": 7,
+                **emulator,
+            },
+        )
+        return rows
+
+    def measure(self, name: str, runs: list[tuple[str, dict]], emulator: dict[str, Any] | None = None) -> Result:
+        """Trigger the runs (dag_id, conf) at once, wait for all of them, and read the figures."""
+        self._reset(emulator or {})
+        result = Result(name, self.n, self.quota)
+        with TaskMemory() as memory:
+            started = time.time()
+            run_ids = [(dag_id, self.stack.trigger(dag_id, conf)) for dag_id, conf in runs]
+            states = [self.stack.wait_runs(dag_id, [run_id], timeout=3600)[run_id] for dag_id, run_id in run_ids]
+            result.seconds = time.time() - started
+        result.state = ", ".join(sorted(set(states)))
+        result.peak_task_rss_mib = memory.peak / 2**20
+        calls = self.stack.emulator("calls")
+        creates = [call for call in calls if call["operation"] == "CreateRelationship"]
+        ok = [call for call in creates if call["status"] == 200]
+        result.create_requests = len(creates)
+        result.throttled = sum(1 for call in creates if call["error_code"] == "ThrottlingException")
+        relationships = self.stack.emulator("relationships")
+        result.relationships = len(relationships)
+        per_account = Counter(r.get("associatedAccountId") for r in relationships)
+        result.duplicates = sum(n - 1 for n in per_account.values())
+        conflicts = sum(1 for call in creates if call["error_code"] == "ConflictException")
+        result.repeats = len(ok) + conflicts - result.relationships
+        if creates:
+            first = min(call["started"] for call in creates)
+            last = max(call["started"] for call in ok) if ok else first
+            result.startup_seconds = first - started
+            result.creation_seconds = last - first
+            result.max_per_second = _max_in_any_second([call["admitted"] or call["started"] for call in ok])
+        return result
+
+    def sync_phases(self, result: Result) -> None:
+        connection = psycopg2.connect(**POSTGRES, dbname=WAREHOUSE_DB)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT dag_run_id, phase_seconds FROM partner_relationship_sync_runs")
+            rows = cursor.fetchall()
+        connection.close()
+        phases: Counter = Counter()
+        for run_id, text in rows:
+            phases.update(json.loads(text or "{}"))
+            for ti in self.stack.call(
+                "GET", f"/api/v2/dags/{SYNC}/dagRuns/{_quote(run_id)}/taskInstances?task_id=record_run"
+            )["task_instances"]:
+                if ti["task_id"] == "record_run":
+                    phases["recording (record_run task)"] += ti["duration"] or 0
+        phases["creation"] = result.creation_seconds
+        result.phases = {name: round(value, 2) for name, value in phases.items()}
+
+
+def _quote(run_id: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(run_id, safe="")
+
+
+def _max_in_any_second(times: list[float]) -> int:
+    ordered = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] >= 1:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def run(n: int, quota: float) -> list[Result]:
+    sync_conf = {"include_all_pending": True}
+    results = []
+    with QuotaBench(n, quota) as bench:
+        one = bench.measure("sync DAG (one run)", [(SYNC, sync_conf)])
+        bench.sync_phases(one)
+        results.append(one)
+        ids = [row["candidate_id"] for row in candidates(n)]
+        halves = [ids[: n // 2], ids[n // 2 :]]
+        two = bench.measure("sync DAG (two runs at once)", [(SYNC, {"candidate_ids": half}) for half in halves])
+        two.note = "two manual runs of N/2 candidates each, sharing the pool and the rate"
+        results.append(two)
+        per_task = bench.measure("(a) operator per candidate", [("bench_operator_per_candidate", {})])
+        per_task.note = "one mapped CreateRelationshipOperator task instance per candidate, same pool"
+        results.append(per_task)
+        loop = bench.measure("(b) boto3 loop", [("bench_boto3_loop", {})], emulator={"lose_next_responses": 5})
+        loop.note = "one task, boto3 defaults (random token, botocore retries, no limiter), 5 lost responses"
+        results.append(loop)
+    return results
