@@ -54,24 +54,24 @@ def _recreate_database(name: str) -> None:
 class Stack(LocalAirflow):
     """The local Airflow, plus what the tests ask of it about the sync DAG: runs, backfills, the emulator's log."""
 
-    def trigger(self, conf: dict[str, Any], logical_date: str | None = None) -> str:  # type: ignore[override]
+    def trigger_sync(self, conf: dict[str, Any], logical_date: str | None = None) -> str:
         """POST /dags/{dag_id}/dagRuns as the UI's trigger form sends it: every Param in conf."""
         form = {"dry_run": False, "candidate_ids": [], "include_all_pending": False, "limit": None}
-        return super().trigger(DAG_ID, form | {"max_reject_ratio": 0.2} | conf, logical_date)
+        return self.trigger(DAG_ID, form | {"max_reject_ratio": 0.2} | conf, logical_date)
 
     def runs(self) -> list[dict[str, Any]]:
         return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=id")["dag_runs"]
 
-    def run(self, run_id: str) -> dict[str, Any]:  # type: ignore[override]
-        return super().run(DAG_ID, run_id)
+    def sync_run(self, run_id: str) -> dict[str, Any]:
+        return self.run(DAG_ID, run_id)
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}/taskInstances?limit=100")[
             "task_instances"
         ]
 
-    def wait_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:  # type: ignore[override]
-        return super().wait_runs(DAG_ID, run_ids, timeout)
+    def wait_sync_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:
+        return self.wait_runs(DAG_ID, run_ids, timeout)
 
     # -- backfills ---------------------------------------------------------------------------------------------------
     def backfill(self, first: dt.date, last: dt.date, *reprocess: str) -> int:

@@ -46,8 +46,8 @@ def test_a_rest_trigger_with_the_forms_conf_syncs_and_a_bad_conf_is_refused(e2e:
     day = dt.date(2026, 2, 2)
     rows = candidates(day, 8, first_account=100, bad=True)
     warehouse.seed(rows)
-    run_id = e2e.trigger({"include_all_pending": True, "max_reject_ratio": 0.5})
-    assert e2e.wait_runs([run_id], timeout=180) == {run_id: "success"}
+    run_id = e2e.trigger_sync({"include_all_pending": True, "max_reject_ratio": 0.5})
+    assert e2e.wait_sync_runs([run_id], timeout=180) == {run_id: "success"}
     good = {row["candidate_id"] for row in rows if "bad" not in row["candidate_id"]}
     assert_created_once(e2e, warehouse, good)
     rejected = {cid: row for cid, row in outcomes(warehouse).items() if row["status"] == "rejected"}
@@ -55,11 +55,11 @@ def test_a_rest_trigger_with_the_forms_conf_syncs_and_a_bad_conf_is_refused(e2e:
 
     runs_before = len(e2e.runs())
     with pytest.raises(ApiCallError) as refused:
-        e2e.trigger({"limit": 0})
+        e2e.trigger_sync({"limit": 0})
     assert refused.value.status == 400
     assert "limit" in refused.value.detail and "minimum" in refused.value.detail
     with pytest.raises(ApiCallError) as refused:
-        e2e.trigger({"candidate_ids": "cand-1"})
+        e2e.trigger_sync({"candidate_ids": "cand-1"})
     assert refused.value.status == 400 and "candidate_ids" in refused.value.detail
     assert len(e2e.runs()) == runs_before
 
@@ -98,8 +98,8 @@ def test_a_backfill_and_a_manual_run_at_once_share_one_pool_and_one_rate(e2e: St
     # Calls slower than slots ÷ rate: unbounded, more than POOL_SLOTS calls would be in flight at once.
     e2e.emulator("config", {"latency_ms": 1500})
     backfill = e2e.backfill(days[0], days[-1])
-    manual = e2e.trigger({"include_all_pending": True})
-    assert e2e.wait_runs([manual], timeout=300) == {manual: "success"}
+    manual = e2e.trigger_sync({"include_all_pending": True})
+    assert e2e.wait_sync_runs([manual], timeout=300) == {manual: "success"}
     assert set(e2e.wait_backfill(backfill, timeout=300).values()) == {"success"}
 
     assert_created_once(e2e, warehouse, {row["candidate_id"] for row in rows})
@@ -118,7 +118,7 @@ def test_a_batch_task_killed_mid_batch_is_retried_without_duplicates_or_lost_out
     warehouse.seed(rows)
     e2e.call("PATCH", "/api/v2/variables/partner_sync_batch_size", {"key": "partner_sync_batch_size", "value": "50"})
     try:
-        run_id = e2e.trigger({"include_all_pending": True})
+        run_id = e2e.trigger_sync({"include_all_pending": True})
         deadline = time.monotonic() + 120
         while len(e2e.creates()) < 5:  # about half of the single batch (3 calls a second)
             assert time.monotonic() < deadline, "the batch did not start sending"
@@ -129,7 +129,7 @@ def test_a_batch_task_killed_mid_batch_is_retried_without_duplicates_or_lost_out
         sent_when_killed = len(e2e.creates())
         assert sent_when_killed < len(rows)
 
-        assert e2e.wait_runs([run_id], timeout=240) == {run_id: "success"}
+        assert e2e.wait_sync_runs([run_id], timeout=240) == {run_id: "success"}
     finally:
         e2e.call("PATCH", "/api/v2/variables/partner_sync_batch_size", {"key": "partner_sync_batch_size", "value": "6"})
     batch_ti = next(ti for ti in e2e.task_instances(run_id) if ti["task_id"] == "create_relationships")

@@ -73,7 +73,7 @@ def test_the_trigger_form_shows_the_params_and_a_dry_run_from_it_succeeds(e2e: S
     run_state.filter(has_text="Success").wait_for(timeout=180_000)
     page.screenshot(path=str(ARTIFACTS / "ui-dry-run.png"))
 
-    run = e2e.run(run_id)
+    run = e2e.sync_run(run_id)
     assert run["state"] == "success"
     assert run["conf"]["dry_run"] is True
     assert not e2e.creates()
