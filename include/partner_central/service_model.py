@@ -60,5 +60,6 @@ def field_limits(field: str, operation: str = CREATE_OPERATION) -> Limits:
     return string_limits(member_shape(field, operation))
 
 
+@cache
 def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

@@ -74,6 +74,10 @@ RUN_COUNT_COLUMNS = (
 )
 
 
+# A temporary table (one per connection) of the accounts whose links linked_identities looks up.
+LINK_ACCOUNTS = "partner_sync_link_accounts"
+
+
 @dataclass(frozen=True)
 class Outcome:
     candidate_id: str
@@ -234,28 +238,35 @@ class Warehouse:
             cursor.close()
 
     def linked_identities(self, identities: Sequence[tuple[str, str, str, str]]) -> dict[tuple, str]:
-        """Which of these relationship identities some other candidate already created: identity → candidate_id."""
+        """Which of these relationship identities some other candidate already created: identity → candidate_id.
+
+        One join per call, through a temporary table of the accounts: the candidates table (the user's) may have no
+        index on its account column, so each query scans it, and one query per few hundred accounts would scan a
+        large feed thousands of times."""
         t = self.tables
         found: dict[tuple, str] = {}
         accounts = sorted({identity[2] for identity in identities})
-        for start in range(0, len(accounts), 500):
-            chunk = accounts[start : start + 500]
-            cursor = self.execute(
-                f"SELECT c.catalog, c.program_management_account_identifier, c.associated_account_id,"
-                f" c.association_type, c.candidate_id FROM {t.candidates} c JOIN {t.outcomes} o"
-                f" ON o.candidate_id = c.candidate_id WHERE o.status IN ('{CREATED}', '{ALREADY_EXISTS}')"
-                f" AND c.associated_account_id IN ({', '.join('?' for _ in chunk)})",
-                chunk,
-            )
-            for catalog, pma, account, association_type, candidate_id in cursor.fetchall():
-                found[
-                    (
-                        str(catalog).strip(),
-                        pma_id(str(pma).strip()),
-                        str(account).strip(),
-                        str(association_type).strip(),
-                    )
-                ] = candidate_id
+        if not accounts:
+            return found
+        with self.transaction():
+            self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {LINK_ACCOUNTS} (account TEXT PRIMARY KEY)")
+            self.execute(f"DELETE FROM {LINK_ACCOUNTS}")
+            self.executemany(f"INSERT INTO {LINK_ACCOUNTS} (account) VALUES (?)", [(account,) for account in accounts])
+        cursor = self.execute(
+            f"SELECT c.catalog, c.program_management_account_identifier, c.associated_account_id,"
+            f" c.association_type, c.candidate_id FROM {t.candidates} c JOIN {t.outcomes} o"
+            f" ON o.candidate_id = c.candidate_id JOIN {LINK_ACCOUNTS} a ON a.account = c.associated_account_id"
+            f" WHERE o.status IN ('{CREATED}', '{ALREADY_EXISTS}')"
+        )
+        for catalog, pma, account, association_type, candidate_id in cursor.fetchall():
+            found[
+                (
+                    str(catalog).strip(),
+                    pma_id(str(pma).strip()),
+                    str(account).strip(),
+                    str(association_type).strip(),
+                )
+            ] = candidate_id
         wanted = set(identities)
         return {identity: cid for identity, cid in found.items() if identity in wanted}
 
