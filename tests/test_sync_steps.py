@@ -253,3 +253,19 @@ def test_settings_come_from_the_lookup_and_say_what_is_wrong():
     with pytest.raises(ValueError, match="partner_sync_batch_size must be a int"):
         SyncSettings.load({"batch_size": "many"}.get)
     assert identifier("analytics.candidates", "candidates_table") == "analytics.candidates"
+
+
+def test_a_candidate_for_a_relationship_another_candidate_created_is_rejected_naming_it(test_warehouse):
+    # Enough other accounts in the run that the look-up of created identities spans many of them.
+    others = [one(f"other-{n:03d}", "2026-11-20T09:00:00+00:00", account=f"{500 + n:012d}") for n in range(40)]
+    test_warehouse.seed([one("first", "2026-11-20T08:00:00+00:00"), *others])
+    sync(test_warehouse, request("run-1"))
+    assert statuses(test_warehouse)["first"] == "created"
+
+    later_day = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(8), tzinfo=dt.timezone.utc).isoformat()
+    test_warehouse.seed([one("second", later_day)])  # the same relationship as "first", under another id
+    next_interval = (INTERVAL[1], INTERVAL[1] + dt.timedelta(days=1))
+    sync(test_warehouse, steps.RunRequest(dag_run_id="run-2", interval=next_interval, max_reject_ratio=1.0))
+    second = test_warehouse.query("SELECT * FROM partner_relationship_outcomes WHERE candidate_id = 'second'")[0]
+    assert second["status"] == "rejected"
+    assert "linked by another candidate" in second["error_message"]
