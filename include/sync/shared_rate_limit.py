@@ -1,9 +1,12 @@
 """A rate limiter whose schedule lives in the warehouse, so every caller of one AWS account shares one quota.
 
-Each call reserves the next free instant in a one-row schedule under a write lock, then sleeps until it. Pool slots,
-concurrent DAG runs, backfills and worker hosts that use the same AWS connection therefore never send more than
-`rate` calls per second together, however many there are. A throttle pushes the shared schedule back by a second,
-so everybody pauses, and halves this caller's own rate until successes win it back.
+One row holds the account's next free instant. A caller takes it right before sending, under the row's write lock,
+and moves it one interval on from that moment; a caller that comes early sleeps until it and tries again. Sends are
+therefore spaced by the interval as they really happen, even when a busy CPU wakes a caller late (a late caller
+only delays the next one; nobody's slot is wasted). Pool slots, concurrent DAG runs, backfills and worker hosts that
+use the same AWS connection never send more than `rate` calls per second together, however many there are. A
+throttle pushes the next free instant a second on, so everybody pauses, and halves this caller's own rate until
+successes win it back.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from include.partner_central.rate_limit import AdaptiveRateLimiter, wait_for_slot
+from include.partner_central.rate_limit import AdaptiveRateLimiter
 from include.sync.warehouse import Warehouse
 
 THROTTLE_PAUSE_SECONDS = 1.0
@@ -45,21 +48,22 @@ class WarehouseRateLimiter:
                 [key],
             )
 
-    def _reserve(self, pause: float = 0.0) -> tuple[float, float]:
-        with self.warehouse.transaction(lock=True):
-            row = self.warehouse.execute(self._select, [self.key]).fetchone()
-            now = self._clock()
-            start = max(now + pause, row[0] if row else 0.0)
-            step = 0.0 if pause else self.own_rate.interval()
-            self.warehouse.execute(self._upsert, [self.key, start + step])
-        return now, start
-
     def acquire(self) -> None:
-        wait_for_slot(self._reserve, self.own_rate.interval, self._clock, self._sleep)
+        while True:
+            with self.warehouse.transaction(lock=True):
+                row = self.warehouse.execute(self._select, [self.key]).fetchone()
+                now, next_free = self._clock(), (row[0] if row else 0.0)
+                if now >= next_free:
+                    self.warehouse.execute(self._upsert, [self.key, now + self.own_rate.interval()])
+                    return
+            self._sleep(next_free - now)
 
     def throttled(self) -> None:
         self.own_rate.throttled()
-        self._reserve(pause=THROTTLE_PAUSE_SECONDS)
+        with self.warehouse.transaction(lock=True):
+            row = self.warehouse.execute(self._select, [self.key]).fetchone()
+            pause_until = max(self._clock() + THROTTLE_PAUSE_SECONDS, row[0] if row else 0.0)
+            self.warehouse.execute(self._upsert, [self.key, pause_until])
 
     def succeeded(self) -> None:
         self.own_rate.succeeded()
