@@ -13,7 +13,7 @@ help:
 	@echo "make demo      set up, start the emulator and run the main job on the embedded defaults"
 	@echo "make test      set up, then run the whole test suite"
 	@echo "make e2e       only the end-to-end tests, on a running local Airflow (tests/e2e)"
-	@echo "make bench     the benchmark (about 25 minutes): prints its table and writes BENCHMARKS.md"
+	@echo "make bench     the benchmark (about 10 minutes): prints its table and writes BENCHMARKS.md"
 	@echo "make airflow   start a local Airflow (UI on http://127.0.0.1:8080, LocalExecutor, emulator) in the background"
 	@echo "make airflow-stop  stop it"
 	@echo "make emulator  run the Partner Central emulator in the foreground on 127.0.0.1:4566"
@@ -43,11 +43,11 @@ demo: setup
 	@scripts/demo.sh
 
 test: setup
-	@scripts/install_chromium.sh
+	@scripts/install_chromium.sh || echo "Chromium could not be installed: the UI test will fail, the others run." >&2
 	$(ENV) python -m pytest
 
 e2e: setup
-	@scripts/install_chromium.sh
+	@scripts/install_chromium.sh || echo "Chromium could not be installed: the UI test will fail, the others run." >&2
 	$(ENV) python -m pytest tests/e2e
 
 bench: setup

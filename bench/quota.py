@@ -124,6 +124,7 @@ class QuotaBench:
         for source in [*(PROJECT_DIR / "dags").glob("*.py"), PROJECT_DIR / "bench" / "dags" / "bench_alternatives.py"]:
             (self.dags / source.name).symlink_to(source)
         home = PROJECT_DIR / "test-artifacts" / "bench-airflow"
+        LocalAirflow(home=home).stop()  # what a killed earlier run may have left running
         shutil.rmtree(home, ignore_errors=True)
         _recreate_database(METADATA_DB)
         _recreate_database(WAREHOUSE_DB)
@@ -138,10 +139,14 @@ class QuotaBench:
         )
 
     def __enter__(self) -> QuotaBench:
-        self.stack.start(timeout=300)
-        for dag_id in (SYNC, "bench_operator_per_candidate", "bench_boto3_loop"):
-            self._wait_for_dag(dag_id)
-            self.stack.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        try:
+            self.stack.start(timeout=300)
+            for dag_id in (SYNC, "bench_operator_per_candidate", "bench_boto3_loop"):
+                self._wait_for_dag(dag_id)
+                self.stack.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

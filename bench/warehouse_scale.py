@@ -114,7 +114,12 @@ def _measure_here(kind: str, target: str) -> dict[str, Any]:
     from include.sync.warehouse import Warehouse
 
     del CandidateChecks
-    connection = psycopg2.connect(**POSTGRES, dbname=target) if kind == "postgres" else sqlite3.connect(target)
+    if kind == "postgres":
+        import psycopg  # psycopg 3: the driver the Postgres provider's hook returns inside Airflow here
+
+        connection = psycopg.connect(**POSTGRES, dbname=target)
+    else:
+        connection = sqlite3.connect(target)
     warehouse = Warehouse(connection, dialect_for(kind), SyncSettings().tables)
     run = steps.RunRequest(dag_run_id="bench-1m", interval=(DAY, DAY + dt.timedelta(days=1)))
     start = time.perf_counter()

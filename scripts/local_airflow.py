@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 USERNAME = "admin"
 
 
@@ -84,7 +85,6 @@ class LocalAirflow:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.url,
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
-                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             }
         )
         if self.metadata_db:
@@ -122,12 +122,15 @@ class LocalAirflow:
         return result
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
-    def running(self) -> dict[str, int]:
-        """The components started by this launcher that are still alive, by name."""
+    def _started(self) -> dict[str, tuple[int, float]]:
+        """What this launcher started: name -> (pid, process start time), from the state file."""
         if not self._state_file.exists():
             return {}
-        pids = json.loads(self._state_file.read_text())
-        return {name: pid for name, pid in pids.items() if _alive(pid)}
+        return {name: (pid, created) for name, (pid, created) in json.loads(self._state_file.read_text()).items()}
+
+    def running(self) -> dict[str, int]:
+        """The components started by this launcher that are still alive (the same processes, not reused pids)."""
+        return {name: pid for name, (pid, created) in self._started().items() if _alive(pid, created)}
 
     def start(self, timeout: float = 180.0) -> None:
         if self.running():
@@ -136,15 +139,21 @@ class LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         if not self.passwords_file.exists():
-            self.passwords_file.write_text(json.dumps({USERNAME: secrets.token_urlsafe(12)}) + "\n")
-            self.passwords_file.chmod(0o600)
+            descriptor = os.open(self.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as passwords:
+                passwords.write(json.dumps({USERNAME: secrets.token_urlsafe(12)}) + "\n")
         self._run("airflow", "db", "migrate", log="db-migrate")
         self._run(sys.executable, __file__, "_apply-settings", str(self.settings_file), log="apply-settings")
+        # Task logs are files in this Airflow home, which the API server reads directly: the scheduler's and the
+        # triggerer's log servers (fixed ports on every interface) are not started.
         commands = {
             "emulator": [sys.executable, "-m", "include.emulator", "--port", str(self.emulator_port)],
-            **{name: ["airflow", name] for name in COMPONENTS},
+            "api-server": ["airflow", "api-server"],
+            "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
+            "dag-processor": ["airflow", "dag-processor"],
+            "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
         }
-        pids = {}
+        pids: dict[str, tuple[int, float]] = {}
         try:
             for name, command in commands.items():
                 with open(self.home / "logs" / f"{name}.log", "ab") as log:
@@ -157,7 +166,7 @@ class LocalAirflow:
                         stderr=subprocess.STDOUT,
                         start_new_session=True,  # its own process group: stop() ends its children too
                     )
-                pids[name] = process.pid
+                pids[name] = (process.pid, psutil.Process(process.pid).create_time())
                 self._state_file.write_text(json.dumps(pids))
             self.wait_ready(timeout)
         except BaseException:
@@ -169,7 +178,7 @@ class LocalAirflow:
         deadline = time.monotonic() + timeout
         last = "nothing answered yet"
         while time.monotonic() < deadline:
-            dead = set(self.known_components()) - set(self.running())
+            dead = set(self._started()) - set(self.running())
             if dead:
                 raise RuntimeError(f"{', '.join(sorted(dead))} stopped; see {self.home / 'logs'}/<component>.log")
             try:
@@ -182,24 +191,23 @@ class LocalAirflow:
                     if any(dag["dag_id"] == "partner_relationship_sync" for dag in dags):
                         return
                     last = "the DAGs are not parsed yet"
-            except (OSError, KeyError, ValueError) as error:
+            except (OSError, KeyError, ValueError, ApiCallError) as error:
                 last = str(error)
             time.sleep(1)
         raise TimeoutError(f"the local Airflow was not ready after {timeout:.0f} s ({last}); logs: {self.home}/logs")
 
-    def known_components(self) -> list[str]:
-        return list(json.loads(self._state_file.read_text())) if self._state_file.exists() else []
-
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM to each component's process group, SIGKILL to what is left after `timeout`."""
-        pids = self.running()
-        for pid in pids.values():
-            _signal_group(pid, signal.SIGTERM)
+        """SIGTERM to each component's process group, SIGKILL to what is left after `timeout`. A group whose leader
+        died is still signalled (its workers and tasks may live on); one whose pid now names another process is not."""
+        started = self._started().values()
+        groups = [pid for pid, created in started if _alive(pid, created) or not psutil.pid_exists(pid)]
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+        while time.monotonic() < deadline and any(_group_alive(pgid) for pgid in groups):
             time.sleep(0.2)
-        for pid in pids.values():
-            _signal_group(pid, signal.SIGKILL)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGKILL)
         self._state_file.unlink(missing_ok=True)
 
     def _run(self, *command: str, log: str) -> None:
@@ -276,17 +284,20 @@ class ApiCallError(Exception):
         self.detail = detail
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, created: float) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and abs(process.create_time() - created) < 1
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
         return False
+    return True
 
 
 def _signal_group(pid: int, signum: int) -> None:

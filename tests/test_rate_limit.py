@@ -72,3 +72,40 @@ def test_a_caller_woken_too_late_takes_a_new_slot_instead_of_crowding_the_next()
     limiter.acquire()  # at 100.0, no sleep
     limiter.acquire()  # slot 100.21, woken at 100.41: too late, so it takes the next slot, 100.42
     assert clock.now == pytest.approx(100.0 + 2 * SPACING_MARGIN / 5)
+
+
+def test_the_shared_limiter_spaces_sends_from_when_they_really_happen(tmp_path):
+    """Two callers on one warehouse schedule, on a fake clock: sends are an interval apart, a late caller's send
+    pushes the next one back (no slot is lost, none is crowded), and a throttle pauses everybody for a second."""
+    import sqlite3
+
+    from include.sync.dialect import SQLITE
+    from include.sync.settings import Tables
+    from include.sync.shared_rate_limit import THROTTLE_PAUSE_SECONDS, WarehouseRateLimiter
+    from include.sync.warehouse import Warehouse
+
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    warehouse = Warehouse(sqlite3.connect(tmp_path / "warehouse.db"), SQLITE, Tables())
+    warehouse.create_tables()
+    first, second = (WarehouseRateLimiter(warehouse, "aws:test", 10, clock=lambda: now[0], sleep=sleep) for _ in "ab")
+    interval = first.own_rate.interval()
+    sent = []
+    for limiter in (first, second, first, second):
+        limiter.acquire()
+        sent.append(now[0])
+    assert [later - earlier for earlier, later in itertools.pairwise(sent)] == pytest.approx([interval] * 3)
+
+    now[0] = sent[-1] + interval + 0.5  # woken half a second late
+    first.acquire()
+    late = now[0]
+    second.acquire()
+    assert (late, now[0] - late) == (sent[-1] + interval + 0.5, pytest.approx(interval))
+
+    first.throttled()
+    throttled_at = now[0]
+    second.acquire()
+    assert now[0] - throttled_at == pytest.approx(THROTTLE_PAUSE_SECONDS)

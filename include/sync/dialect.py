@@ -49,14 +49,15 @@ class Dialect:
 
     def streaming_cursor(self, connection: Any) -> Any:
         """A cursor that reads a large result in chunks without holding it all in this process. On PostgreSQL, a
-        server-side cursor WITH HOLD: it lives outside transactions, so the writes made while reading it commit."""
+        server-side cursor WITH HOLD: it lives outside transactions, so the writes made while reading it commit (the
+        server materialises the result when the cursor is declared; this process fetches it chunk by chunk)."""
         if self.name == "postgres":
             return connection.cursor(name=f"partner_sync_{uuid.uuid4().hex}", withhold=True)
         return connection.cursor()
 
     def executemany(self, cursor: Any, statement: str, rows: list[tuple]) -> None:
-        """Many rows in few round trips. psycopg2's own executemany sends one statement per row; psycopg 3 (which the
-        Postgres provider's hook may return) batches by itself."""
+        """Many rows in few round trips. psycopg2's own executemany sends one statement per row; psycopg 3, which the
+        Postgres provider's hook returns inside Airflow here, pipelines executemany by itself."""
         if type(cursor).__module__.startswith("psycopg2"):
             from psycopg2.extras import execute_batch
 

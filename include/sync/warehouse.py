@@ -248,17 +248,18 @@ class Warehouse:
         accounts = sorted({identity[2] for identity in identities})
         if not accounts:
             return found
+        # One transaction: behind a pooler in transaction mode, the temporary table and the join share a session.
         with self.transaction():
             self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {LINK_ACCOUNTS} (account TEXT PRIMARY KEY)")
             self.execute(f"DELETE FROM {LINK_ACCOUNTS}")
             self.executemany(f"INSERT INTO {LINK_ACCOUNTS} (account) VALUES (?)", [(account,) for account in accounts])
-        cursor = self.execute(
-            f"SELECT c.catalog, c.program_management_account_identifier, c.associated_account_id,"
-            f" c.association_type, c.candidate_id FROM {t.candidates} c JOIN {t.outcomes} o"
-            f" ON o.candidate_id = c.candidate_id JOIN {LINK_ACCOUNTS} a ON a.account = c.associated_account_id"
-            f" WHERE o.status IN ('{CREATED}', '{ALREADY_EXISTS}')"
-        )
-        for catalog, pma, account, association_type, candidate_id in cursor.fetchall():
+            rows = self.execute(
+                f"SELECT c.catalog, c.program_management_account_identifier, c.associated_account_id,"
+                f" c.association_type, c.candidate_id FROM {t.candidates} c JOIN {t.outcomes} o"
+                f" ON o.candidate_id = c.candidate_id JOIN {LINK_ACCOUNTS} a ON a.account = c.associated_account_id"
+                f" WHERE o.status IN ('{CREATED}', '{ALREADY_EXISTS}')"
+            ).fetchall()
+        for catalog, pma, account, association_type, candidate_id in rows:
             found[
                 (
                     str(catalog).strip(),

@@ -60,7 +60,7 @@ class Stack(LocalAirflow):
         return self.trigger(DAG_ID, form | {"max_reject_ratio": 0.2} | conf, logical_date)
 
     def runs(self) -> list[dict[str, Any]]:
-        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=id")["dag_runs"]
+        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-id")["dag_runs"]
 
     def sync_run(self, run_id: str) -> dict[str, Any]:
         return self.run(DAG_ID, run_id)
@@ -109,6 +109,7 @@ def _quote(run_id: str) -> str:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     home = ARTIFACTS / "e2e-airflow"
+    Stack(home=home).stop()  # what a killed earlier session may have left running
     shutil.rmtree(home, ignore_errors=True)
     _recreate_database(METADATA_DB)
     _recreate_database(WAREHOUSE_DB)

@@ -17,6 +17,8 @@ from tests.e2e.conftest import Stack, candidates, outcomes
 from tests.factories import max_in_any_second
 from tests.warehouses import TestWarehouse
 
+# The stack's start counts against the first test; each test's own waits are bounded below this.
+pytestmark = pytest.mark.timeout(900)
 POOL_SLOTS = 3  # tests/e2e/airflow_settings.yaml
 RATE = 3
 
@@ -104,11 +106,11 @@ def test_a_backfill_and_a_manual_run_at_once_share_one_pool_and_one_rate(e2e: St
 
     assert_created_once(e2e, warehouse, {row["candidate_id"] for row in rows})
     assert_rate_and_in_flight_held(e2e)
-    # Both sides really sent: the overlap was exercised, not one run finding everything done.
-    history = warehouse.query(
-        "SELECT dag_run_id, COUNT(*) AS n FROM partner_relationship_attempts WHERE status = 'created' GROUP BY 1"
-    )
-    assert len(history) >= 2, history
+    # Both sides really sent: the overlap was exercised, not one side finding everything done.
+    created = warehouse.query("SELECT DISTINCT dag_run_id FROM partner_relationship_attempts WHERE status = 'created'")
+    senders = {row["dag_run_id"] for row in created}
+    assert manual in senders, senders
+    assert any(run_id.startswith("backfill__") for run_id in senders), senders
 
 
 def test_a_batch_task_killed_mid_batch_is_retried_without_duplicates_or_lost_outcomes(

@@ -24,6 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+pytestmark = pytest.mark.timeout(900)
 PARAM_TITLES = ["Dry run", "Candidate ids", "Include all pending", "Limit", "Max reject ratio"]
 
 
