@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import psycopg2
 
 from include.sync.demo_data import candidate_table_ddl, insert_candidates, sample_candidates
-from scripts.local_airflow import PROJECT_DIR, LocalAirflow
+from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
 
 SYNC = "partner_relationship_sync"
 METADATA_DB = "partner_sync_bench_airflow"
@@ -64,21 +63,6 @@ class Result:
     def run_ratio(self) -> float:
         """The whole run's time ÷ (N ÷ Q)."""
         return self.seconds / (self.n / self.quota)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _recreate_database(name: str) -> None:
-    connection = psycopg2.connect(**POSTGRES, dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {name}")
-    connection.close()
 
 
 class TaskMemory:
@@ -126,14 +110,14 @@ class QuotaBench:
         home = PROJECT_DIR / "test-artifacts" / "bench-airflow"
         LocalAirflow(home=home).stop()  # what a killed earlier run may have left running
         shutil.rmtree(home, ignore_errors=True)
-        _recreate_database(METADATA_DB)
-        _recreate_database(WAREHOUSE_DB)
+        fresh_postgres_database(METADATA_DB)
+        fresh_postgres_database(WAREHOUSE_DB)
         self.stack = LocalAirflow(
             home=home,
             settings_file=PROJECT_DIR / "bench" / "airflow_settings.yaml",
             dags_folder=self.dags,
-            port=_free_port(),
-            emulator_port=_free_port(),
+            port=free_port(),
+            emulator_port=free_port(),
             metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB}",
             extra_env={"WAREHOUSE_DB": WAREHOUSE_DB, "BENCH_QUOTA": f"{quota:g}"},
         )

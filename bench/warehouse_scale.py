@@ -22,6 +22,7 @@ import psycopg2
 
 from include.sync.demo_data import PMA, candidate_table_ddl
 from include.sync.warehouse import CANDIDATE_COLUMNS
+from scripts.local_airflow import fresh_postgres_database
 
 DAY = dt.datetime(2026, 8, 1, tzinfo=dt.timezone.utc)
 TABLE = "partner_relationship_candidates"
@@ -51,12 +52,7 @@ def generate(rows: int) -> Iterator[tuple]:
 
 def load_postgres(database: str, rows: int) -> float:
     start = time.perf_counter()
-    admin = psycopg2.connect(**POSTGRES, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {database}")
-    admin.close()
+    fresh_postgres_database(database)
     connection = psycopg2.connect(**POSTGRES, dbname=database)
     with connection.cursor() as cursor:
         cursor.execute(candidate_table_ddl(TABLE, "TIMESTAMPTZ"))

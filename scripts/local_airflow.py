@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -282,6 +283,25 @@ class ApiCallError(Exception):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a second stack next to `make airflow` (the tests', the benchmark's)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_postgres_database(name: str, server: str = "host=127.0.0.1 port=5432 user=postgres") -> None:
+    """Drop and create a database on the local PostgreSQL server (a stack's metadata, a test warehouse)."""
+    import psycopg2
+
+    connection = psycopg2.connect(f"{server} dbname=postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()
 
 
 def _alive(pid: int, created: float) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,7 +18,7 @@ import psycopg2
 import pytest
 
 from include.sync.demo_data import sample_candidates
-from scripts.local_airflow import PROJECT_DIR, LocalAirflow
+from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
 from tests.warehouses import POSTGRES_DSN, TestWarehouse
 
 DAG_ID = "partner_relationship_sync"
@@ -34,21 +33,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.postgres)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _recreate_database(name: str) -> None:
-    connection = psycopg2.connect(**POSTGRES_DSN)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {name}")
-    connection.close()
 
 
 class Stack(LocalAirflow):
@@ -111,13 +95,13 @@ def stack() -> Iterator[Stack]:
     home = ARTIFACTS / "e2e-airflow"
     Stack(home=home).stop()  # what a killed earlier session may have left running
     shutil.rmtree(home, ignore_errors=True)
-    _recreate_database(METADATA_DB)
-    _recreate_database(WAREHOUSE_DB)
+    fresh_postgres_database(METADATA_DB)
+    fresh_postgres_database(WAREHOUSE_DB)
     airflow = Stack(
         home=home,
         settings_file=Path(__file__).with_name("airflow_settings.yaml"),
-        port=_free_port(),
-        emulator_port=_free_port(),
+        port=free_port(),
+        emulator_port=free_port(),
         metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB}",
         extra_env={"WAREHOUSE_DB": WAREHOUSE_DB},
     )

@@ -96,6 +96,9 @@ def test_a_backfill_after_an_outage_creates_each_candidate_once_and_a_completed_
 def test_a_backfill_and_a_manual_run_at_once_share_one_pool_and_one_rate(e2e: Stack, warehouse: TestWarehouse):
     days = [dt.date(2026, 4, 1) + dt.timedelta(days=n) for n in range(2)]
     rows = [row for n, day in enumerate(days) for row in candidates(day, 15, first_account=5000 * (n + 1))]
+    # The manual run takes every pending candidate: the backfill's two days, which both runs race for, and a third
+    # day only it covers, so that both sides surely send.
+    rows += candidates(dt.date(2026, 4, 10), 6, first_account=50_000)
     warehouse.seed(rows)
     # Calls slower than slots ÷ rate: unbounded, more than POOL_SLOTS calls would be in flight at once.
     e2e.emulator("config", {"latency_ms": 1500})
