@@ -20,7 +20,8 @@ from typing import Any
 
 import psycopg2
 
-from include.sync.demo_data import candidate_table_ddl, insert_candidates, sample_candidates
+from include.emulator.service import max_in_any_second
+from include.sync.demo_data import candidate_table_ddl, distinct_candidates, insert_candidates
 from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
 
 SYNC = "partner_relationship_sync"
@@ -93,12 +94,7 @@ class TaskMemory:
 
 def candidates(n: int) -> list[dict[str, Any]]:
     """N valid candidates with distinct accounts."""
-    rows = [
-        row for row in sample_candidates(dt.date(2026, 7, 1), good=n) if not row["candidate_id"].startswith("cand-bad")
-    ]
-    return [
-        dict(row, candidate_id=f"b{k:06d}", associated_account_id=f"{700_000 + k:012d}") for k, row in enumerate(rows)
-    ]
+    return distinct_candidates(dt.date(2026, 7, 1), n, first_account=700_000)
 
 
 class QuotaBench:
@@ -149,15 +145,11 @@ class QuotaBench:
                 time.sleep(1)
 
     def _reset(self, emulator: dict[str, Any]) -> list[dict[str, Any]]:
+        fresh_postgres_database(WAREHOUSE_DB)
         connection = psycopg2.connect(**POSTGRES, dbname=WAREHOUSE_DB)
-        connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            for (table,) in cursor.fetchall():
-                cursor.execute(f"DROP TABLE {table}")
             cursor.execute(candidate_table_ddl("partner_relationship_candidates", "TIMESTAMPTZ"))
         rows = candidates(self.n)
-        connection.autocommit = False
         insert_candidates(connection, rows, "partner_relationship_candidates", "%s")
         connection.close()
         self.stack.emulator("reset", {})
@@ -201,7 +193,7 @@ class QuotaBench:
             last = max(call["started"] for call in ok) if ok else first
             result.startup_seconds = first - started
             result.creation_seconds = last - first
-            result.max_per_second = _max_in_any_second([call["admitted"] or call["started"] for call in ok])
+            result.max_per_second = max_in_any_second([call["admitted"] or call["started"] for call in ok])
         return result
 
     def sync_phases(self, result: Result) -> None:
@@ -213,29 +205,11 @@ class QuotaBench:
         phases: Counter = Counter()
         for run_id, text in rows:
             phases.update(json.loads(text or "{}"))
-            for ti in self.stack.call(
-                "GET", f"/api/v2/dags/{SYNC}/dagRuns/{_quote(run_id)}/taskInstances?task_id=record_run"
-            )["task_instances"]:
+            for ti in self.stack.task_instances(SYNC, run_id):
                 if ti["task_id"] == "record_run":
                     phases["recording (record_run task)"] += ti["duration"] or 0
         phases["creation"] = result.creation_seconds
         result.phases = {name: round(value, 2) for name, value in phases.items()}
-
-
-def _quote(run_id: str) -> str:
-    import urllib.parse
-
-    return urllib.parse.quote(run_id, safe="")
-
-
-def _max_in_any_second(times: list[float]) -> int:
-    ordered = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(ordered):
-        while t - ordered[start] >= 1:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def run(n: int, quota: float) -> list[Result]:

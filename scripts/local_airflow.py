@@ -257,6 +257,10 @@ class LocalAirflow:
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=1000"
+        return self.call("GET", path)["task_instances"]
+
     def wait_runs(self, dag_id: str, run_ids: list[str], timeout: float) -> dict[str, str]:
         """Until every run is done; their states by id."""
         deadline = time.monotonic() + timeout

@@ -22,9 +22,3 @@ def relationship_fields(**overrides: Any) -> dict[str, Any]:
 
 def account(n: int) -> str:
     return f"{n:012d}"
-
-
-def max_in_any_second(times: list[float]) -> int:
-    """The most events that fall in any half-open one-second window."""
-    ordered = sorted(times)
-    return max((sum(1 for t in ordered if start <= t < start + 1) for start in ordered), default=0)

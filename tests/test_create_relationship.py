@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from include.emulator.service import max_in_any_second
 from include.partner_central.create_relationship import create_relationship
 from include.partner_central.rate_limit import AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
 from include.partner_central.retry_policy import RetryPolicy
 from partner_central_provider.hooks import PartnerCentralChannelHook
 from tests.conftest import SECRET_KEY
-from tests.factories import account, max_in_any_second, relationship_fields
+from tests.factories import account, relationship_fields
 
 
 def test_one_caller_at_the_quota_is_never_throttled(emulator):

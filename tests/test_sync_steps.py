@@ -9,13 +9,13 @@ from collections import Counter
 
 import pytest
 
+from include.emulator.service import max_in_any_second
 from include.sync import steps
 from include.sync.demo_data import sample_candidates
 from include.sync.dialect import identifier
 from include.sync.settings import SyncSettings, Tables
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from partner_central_provider.hooks import PartnerCentralChannelHook
-from tests.factories import max_in_any_second
 
 DAY = dt.date(2026, 11, 20)
 INTERVAL = (

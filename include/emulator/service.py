@@ -378,3 +378,15 @@ def _fingerprint(params: dict[str, Any]) -> str:
 
 def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def max_in_any_second(times: list[float]) -> int:
+    """The most calls (by their times) that fall in any half-open one-second window: how the call log shows
+    whether a caller kept to a rate."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, moment in enumerate(ordered):
+        while moment - ordered[first] >= 1:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

@@ -130,6 +130,20 @@ def sample_candidates(day: dt.date, good: int = 25) -> list[dict[str, Any]]:
     return rows
 
 
+def distinct_candidates(day: dt.date, count: int, first_account: int, bad: bool = False) -> list[dict[str, Any]]:
+    """`count` valid sample candidates updated during `day`, with accounts first_account.. and ids unique across
+    days (for the end-to-end tests and the benchmark), and the five bad sample rows when `bad`."""
+    rows = []
+    for n, row in enumerate(sample_candidates(day, good=count)):
+        if row["candidate_id"].startswith("cand-bad"):
+            if bad:
+                rows.append(dict(row, candidate_id=f"{day:%m%d}-{row['candidate_id']}"))
+            continue
+        account = f"{first_account + n:012d}"
+        rows.append(dict(row, candidate_id=f"{day:%m%d}-cand-{n:04d}", associated_account_id=account))
+    return rows
+
+
 def insert_candidates(connection: Any, rows: list[dict[str, Any]], table: str, placeholder: str = "?") -> None:
     columns = ", ".join(CANDIDATE_COLUMNS)
     values = ", ".join(placeholder for _ in CANDIDATE_COLUMNS)

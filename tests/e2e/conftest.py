@@ -9,7 +9,6 @@ import datetime as dt
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import psycopg2
 import pytest
 
-from include.sync.demo_data import sample_candidates
 from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
 from tests.warehouses import POSTGRES_DSN, TestWarehouse
 
@@ -49,10 +47,8 @@ class Stack(LocalAirflow):
     def sync_run(self, run_id: str) -> dict[str, Any]:
         return self.run(DAG_ID, run_id)
 
-    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
-        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}/taskInstances?limit=100")[
-            "task_instances"
-        ]
+    def sync_task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        return self.task_instances(DAG_ID, run_id)
 
     def wait_sync_runs(self, run_ids: list[str], timeout: float) -> dict[str, str]:
         return self.wait_runs(DAG_ID, run_ids, timeout)
@@ -86,10 +82,6 @@ class Stack(LocalAirflow):
         return [call for call in self.emulator("calls") if call["operation"] == "CreateRelationship"]
 
 
-def _quote(run_id: str) -> str:
-    return urllib.request.quote(run_id, safe="")
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     home = ARTIFACTS / "e2e-airflow"
@@ -121,13 +113,7 @@ def e2e(stack: Stack) -> Iterator[Stack]:
     for run in stack.runs():
         if run["state"] not in TERMINAL:
             pytest.fail(f"run {run['dag_run_id']} of an earlier test is still {run['state']}")
-    connection = psycopg2.connect(**{**POSTGRES_DSN, "dbname": WAREHOUSE_DB})
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        for (table,) in cursor.fetchall():
-            cursor.execute(f"DROP TABLE {table}")
-    connection.close()
+    fresh_postgres_database(WAREHOUSE_DB)
     yield stack
 
 
@@ -137,20 +123,6 @@ def warehouse(e2e: Stack) -> Iterator[TestWarehouse]:
     result = TestWarehouse("postgres", lambda: psycopg2.connect(**dsn), {})
     yield result
     result.close()
-
-
-def candidates(day: dt.date, count: int, first_account: int, bad: bool = False) -> list[dict[str, Any]]:
-    """`count` valid candidates updated during `day`, with accounts first_account.. (ids unique across days), and
-    the five bad sample rows when `bad`."""
-    rows = []
-    for n, row in enumerate(sample_candidates(day, good=count)):
-        if row["candidate_id"].startswith("cand-bad"):
-            if bad:
-                rows.append(dict(row, candidate_id=f"{day:%m%d}-{row['candidate_id']}"))
-            continue
-        account = f"{first_account + n:012d}"
-        rows.append(dict(row, candidate_id=f"{day:%m%d}-cand-{n:04d}", associated_account_id=account))
-    return rows
 
 
 def outcomes(warehouse: TestWarehouse) -> dict[str, dict[str, Any]]:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from include.emulator.service import max_in_any_second
+from include.sync.demo_data import distinct_candidates as candidates
 from scripts.local_airflow import ApiCallError
-from tests.e2e.conftest import Stack, candidates, outcomes
-from tests.factories import max_in_any_second
+from tests.e2e.conftest import Stack, outcomes
 from tests.warehouses import TestWarehouse
 
 # The stack's start counts against the first test; each test's own waits are bounded below this.
@@ -128,7 +129,7 @@ def test_a_batch_task_killed_mid_batch_is_retried_without_duplicates_or_lost_out
         while len(e2e.creates()) < 5:  # about half of the single batch (3 calls a second)
             assert time.monotonic() < deadline, "the batch did not start sending"
             time.sleep(0.05)
-        batch_ti = next(ti for ti in e2e.task_instances(run_id) if ti["task_id"] == "create_relationships")
+        batch_ti = next(ti for ti in e2e.sync_task_instances(run_id) if ti["task_id"] == "create_relationships")
         pid = task_process(batch_ti["id"])
         os.kill(pid, signal.SIGKILL)
         sent_when_killed = len(e2e.creates())
@@ -137,7 +138,7 @@ def test_a_batch_task_killed_mid_batch_is_retried_without_duplicates_or_lost_out
         assert e2e.wait_sync_runs([run_id], timeout=240) == {run_id: "success"}
     finally:
         e2e.call("PATCH", "/api/v2/variables/partner_sync_batch_size", {"key": "partner_sync_batch_size", "value": "6"})
-    batch_ti = next(ti for ti in e2e.task_instances(run_id) if ti["task_id"] == "create_relationships")
+    batch_ti = next(ti for ti in e2e.sync_task_instances(run_id) if ti["task_id"] == "create_relationships")
     assert batch_ti["try_number"] == 2
     assert_created_once(e2e, warehouse, {row["candidate_id"] for row in rows})
 

@@ -10,7 +10,8 @@ import urllib.parse
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, DAG_ID, Stack, candidates, outcomes
+from include.sync.demo_data import distinct_candidates as candidates
+from tests.e2e.conftest import ARTIFACTS, DAG_ID, Stack, outcomes
 from tests.warehouses import TestWarehouse
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
