@@ -26,7 +26,7 @@ SETTINGS = SyncSettings(rate_per_second=50, batch_size=10)
 
 
 def request(run_id: str = "run-1", **overrides) -> steps.RunRequest:
-    return steps.RunRequest(dag_run_id=run_id, interval=INTERVAL, **overrides)
+    return steps.RunRequest(**{"dag_run_id": run_id, "interval": INTERVAL, **overrides})
 
 
 def sync(test_warehouse, run: steps.RunRequest, settings: SyncSettings = SETTINGS) -> dict:
@@ -56,7 +56,7 @@ def one(candidate_id: str, updated_at: str, account: str = "000000000001") -> di
     return dict(row, candidate_id=candidate_id, updated_at=updated_at, associated_account_id=account)
 
 
-def test_selection_takes_the_half_open_interval(test_warehouse):
+def test_the_interval_labels_what_is_new_half_open_and_every_pending_row_is_taken(test_warehouse):
     test_warehouse.seed(
         [
             one("before", "2026-11-19T23:59:59+00:00", "000000000001"),
@@ -66,11 +66,15 @@ def test_selection_takes_the_half_open_interval(test_warehouse):
             one("other-offset", "2026-11-21T00:30:00+01:00", "000000000005"),
         ]
     )
-    sync(test_warehouse, request())
-    assert set(statuses(test_warehouse)) == {"at-start", "late-in-day", "other-offset"}
+    row = sync(test_warehouse, request())
+    assert set(statuses(test_warehouse).values()) == {"created"} and len(statuses(test_warehouse)) == 5
+    assert (row["selected"], row["in_interval"]) == (5, 3)
 
 
 def test_retryable_failures_of_earlier_runs_are_retried_and_permanent_ones_are_not(test_warehouse, emulator):
+    from include.sync import candidates as cand
+    from include.sync.warehouse import Outcome
+
     test_warehouse.seed(
         [
             one("flaky", "2026-11-19T10:00:00+00:00", "000000000001"),
@@ -79,22 +83,34 @@ def test_retryable_failures_of_earlier_runs_are_retried_and_permanent_ones_are_n
     )
     warehouse = test_warehouse.warehouse()
     warehouse.create_tables()
-    from include.sync.warehouse import Outcome
-
-    warehouse.record("old", Outcome("flaky", "failed", error_code="InternalServerException", retryable=True))
-    warehouse.record("old", Outcome("refused", "failed", error_code="AccessDeniedException", retryable=False))
+    rows = {
+        r["candidate_id"]: cand.normalise(r)[0]
+        for r in test_warehouse.query("SELECT * FROM partner_relationship_candidates")
+    }
+    for candidate_id, code, retryable in (
+        ("flaky", "InternalServerException", True),
+        ("refused", "ValidationException", False),
+    ):
+        outcome = Outcome(
+            candidate_id,
+            "failed",
+            error_code=code,
+            retryable=retryable,
+            fingerprint=cand.fingerprint(rows[candidate_id]),
+        )
+        warehouse.record("old", outcome)
 
     sync(test_warehouse, request())
 
     assert statuses(test_warehouse) == {"flaky": "created", "refused": "failed"}
 
 
-def test_selection_reads_updated_at_kept_as_text(test_warehouse):
+def test_the_interval_reads_updated_at_kept_as_text(test_warehouse):
     test_warehouse.seed(
         [one("in", "2026-11-20T10:00:00Z"), one("out", "2026-11-21T10:00:00Z", "000000000002")], timestamp_type="TEXT"
     )
-    sync(test_warehouse, request())
-    assert set(statuses(test_warehouse)) == {"in"}
+    row = sync(test_warehouse, request())
+    assert set(statuses(test_warehouse)) == {"in", "out"} and row["in_interval"] == 1
 
 
 def test_a_cleared_run_sends_its_retryable_failures_again(test_warehouse, emulator):

@@ -56,10 +56,9 @@ class TestWarehouse:
 
 
 def reset_postgres() -> None:
+    """An empty `public` schema: the sync's tables, and whatever tables and views a test made for its feed."""
     import psycopg2
 
-    from include.sync.settings import Tables
-
     with psycopg2.connect(**POSTGRES_DSN) as connection, connection.cursor() as cursor:
-        for table in vars(Tables()).values():
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        cursor.execute("CREATE SCHEMA public")

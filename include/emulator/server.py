@@ -17,7 +17,7 @@ from dataclasses import asdict, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from include.emulator.service import ApiFault, DropResponse, Emulator, Settings
+from include.emulator.service import ApiFault, DropResponse, Emulator, Settings, setting_kind
 from include.partner_central.service_model import service_model
 
 log = logging.getLogger("partner_central_emulator")
@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(403, {"__type": "AccessDeniedException", "message": "request is not signed"})
             return
         try:
-            response = self.server.emulator.handle(operation, body, match.group(1))
+            response = self.server.emulator.handle(operation, body, match.group(1), self.headers.get("X-Amz-Date"))
         except ApiFault as fault:
             self._send(fault.status, fault.body)
         except DropResponse:
@@ -132,17 +132,30 @@ class EmulatorServer(ThreadingHTTPServer):
         return thread
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> tuple[str, int, Settings]:
+    """The CLI: --host, --port and one option per Settings field (--name / --no-name for the switches)."""
     parser = argparse.ArgumentParser(description="Local emulator of the AWS Partner Central Channel API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
     for setting in fields(Settings):
-        kind = float if setting.type in ("float", "float | None") else int
-        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=kind, default=setting.default)
+        kind, _ = setting_kind(setting)
+        flag = f"--{setting.name.replace('_', '-')}"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=setting.default)
+        else:
+            parser.add_argument(flag, type=kind, default=setting.default)
     args = vars(parser.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
+    try:
+        return host, port, Settings(**args)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def main(argv: list[str] | None = None) -> None:
+    host, port, settings = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    server = EmulatorServer(host, port, Settings(**args))
+    server = EmulatorServer(host, port, settings)
     log.info(
         "Partner Central Channel emulator listening on %s (settings: %s)", server.url, asdict(server.emulator.settings)
     )

@@ -6,6 +6,7 @@ is exactly as strict as the model it is built from.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -14,13 +15,14 @@ import secrets
 import string
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import Field, asdict, dataclass, field, fields
 from functools import cache
 from typing import Any
 
 from include.partner_central.relationship_request import pma_id
 from include.partner_central.service_model import service_model
-from include.partner_central.validation import validate_request
+from include.partner_central.validation import FieldError, validate_request, validate_value
 
 OPERATIONS = ("CreateRelationship", "GetRelationship", "ListRelationships")
 WRITE_OPERATIONS = frozenset({"CreateRelationship"})
@@ -33,7 +35,12 @@ ERROR_STATUS = {
     "ThrottlingException": 429,
     "InternalServerException": 500,
     "UnknownOperationException": 400,
+    # AWS's front door (authentication), answered for every service alike; not in the service's own model.
+    "UnrecognizedClientException": 403,
+    "InvalidSignatureException": 403,
+    "ExpiredTokenException": 403,
 }
+SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"
 
 
 @dataclass
@@ -49,16 +56,68 @@ class Settings:
     lost_response_rate: float = 0.0  # share of creates committed whose answer is then dropped
     fail_next_creates: int = 0  # the next N creates answer InternalServerException
     lose_next_responses: int = 0  # the next N successful creates are committed, then their answer dropped
+    list_lag_seconds: float = 0.0  # a new relationship shows in ListRelationships only this long after its creation
+    token_ttl_seconds: float | None = None  # how long a clientToken is remembered; None: for ever
+    max_clock_skew_seconds: float = 300.0  # a request signed further than this from the service's clock is refused
+    # Faults of AWS's front door, answered to every call before validation and throttling:
+    access_denied_reason: str | None = None  # AccessDeniedException with this `reason`
+    expired_token: bool = False  # ExpiredTokenException
+    invalid_signature: bool = False  # InvalidSignatureException, as for a caller whose clock is off
+    unrecognized_client: bool = False  # UnrecognizedClientException
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        self.update({f.name: getattr(self, f.name) for f in fields(self)})
+
     def update(self, values: dict[str, Any]) -> None:
+        """Set the given fields, each converted to its declared type and checked; nothing is set if one is wrong."""
         known = {f.name: f for f in fields(self)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown emulator setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        for name, value in values.items():
-            current = getattr(self, name)
-            setattr(self, name, value if value is None or current is None else type(current)(value))
+        converted = {name: _converted(known[name], value) for name, value in values.items()}
+        for name, value in converted.items():
+            setattr(self, name, value)
+
+
+_KINDS: dict[str, type] = {"float": float, "int": int, "str": str, "bool": bool}
+
+
+def setting_kind(setting: Field[Any]) -> tuple[type, bool]:
+    """A setting's base type and whether it may be None, read from its annotation (a string, as annotations are
+    postponed here): the run-time configuration and the CLI both convert values by it."""
+    parts = [part.strip() for part in str(setting.type).split("|")]
+    return _KINDS[parts[0]], "None" in parts
+
+
+def _converted(setting: Field[Any], value: Any) -> Any:
+    kind, optional = setting_kind(setting)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"emulator setting {setting.name} cannot be null")
+    if kind in (bool, str):
+        if not isinstance(value, kind):
+            raise ValueError(f"emulator setting {setting.name} must be a {kind.__name__}, not {value!r}")
+    elif isinstance(value, bool):  # True is an int to Python, never a rate or a count here
+        raise ValueError(f"emulator setting {setting.name} must be a number, not {value!r}")
+    else:
+        value = kind(value)
+    if setting.name == "access_denied_reason":
+        _check_access_denied_reason(value)
+    return value
+
+
+def _check_access_denied_reason(value: str) -> None:
+    """The reason must be one the model allows for AccessDeniedException.reason (its enum, when it has one)."""
+    shape = service_model().shape_for("AccessDeniedException").members["reason"]
+    errors = [] if value else [FieldError("access_denied_reason", "TOO_SHORT", "access_denied_reason is empty")]
+    errors += validate_value(shape, value, "access_denied_reason")
+    if errors:
+        allowed = f" (the model allows: {', '.join(shape.enum)})" if shape.enum else ""
+        raise ValueError(
+            "emulator setting " + "; ".join(error.message for error in errors) + allowed + "; null turns the fault off"
+        )
 
 
 class ApiFault(Exception):
@@ -94,6 +153,7 @@ class Relationship:
     request: dict[str, Any]
     account: str
     client_token: str | None
+    created: float  # on the emulator's clock: when ListRelationships may show it, when its token is forgotten
 
 
 @dataclass
@@ -114,9 +174,12 @@ class Call:
 
 
 class Emulator:
-    def __init__(self, settings: Settings | None = None, region: str = "us-east-1"):
+    def __init__(
+        self, settings: Settings | None = None, region: str = "us-east-1", clock: Callable[[], float] = time.time
+    ):
         self.settings = settings or Settings()
         self.region = region
+        self.clock = clock  # the service's clock (epoch seconds), for list lag, token lifetime and signature age
         self._lock = threading.RLock()
         self.reset()
 
@@ -136,8 +199,9 @@ class Emulator:
             if "seed" in values:
                 self._random = random.Random(self.settings.seed)
 
-    def handle(self, operation: str, params: Any, access_key: str) -> dict[str, Any]:
-        """Answer one API call: its response body, or ApiFault / DropResponse."""
+    def handle(self, operation: str, params: Any, access_key: str, amz_date: str | None = None) -> dict[str, Any]:
+        """Answer one API call: its response body, or ApiFault / DropResponse. `amz_date` is the request's signing
+        time (X-Amz-Date), checked against the emulator's clock as AWS does."""
         account = account_id_for(access_key)
         token = params.get("clientToken") if isinstance(params, dict) else None
         with self._lock:
@@ -156,6 +220,7 @@ class Emulator:
         try:
             if self.settings.latency_ms:
                 time.sleep(self.settings.latency_ms / 1000)
+            self._authenticate(operation, account, amz_date)
             response = self._dispatch(operation, params, account, call)
             call.status = 200
             call.relationship_id = (response.get("relationshipDetail") or {}).get("id")
@@ -172,10 +237,44 @@ class Emulator:
                 self._in_flight -= 1
                 call.ended = time.time()
 
+    def _authenticate(self, operation: str, account: str, amz_date: str | None) -> None:
+        """AWS's front door: who is calling, whether the signature holds and is fresh, whether they may call."""
+        settings = self.settings
+        if settings.unrecognized_client:
+            raise ApiFault("UnrecognizedClientException", "The security token included in the request is invalid.")
+        now = self.clock()
+        signed = _signing_time(amz_date) if amz_date else now
+        skew = settings.max_clock_skew_seconds
+        if settings.invalid_signature:
+            now = signed + skew + 300  # answered as if the caller's clock were behind by more than the skew
+        if signed < now - skew:
+            raise ApiFault(
+                "InvalidSignatureException",
+                f"Signature expired: {_stamp(signed)} is now earlier than {_stamp(now - skew)} "
+                f"({_stamp(now)} - {_duration(skew)})",
+            )
+        if signed > now + skew:
+            raise ApiFault(
+                "InvalidSignatureException",
+                f"Signature not yet current: {_stamp(signed)} is still later than {_stamp(now + skew)} "
+                f"({_stamp(now)} + {_duration(skew)})",
+            )
+        if settings.expired_token:
+            raise ApiFault("ExpiredTokenException", "The security token included in the request is expired")
+        if settings.access_denied_reason is not None:
+            raise ApiFault(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{account}:user/emulated is not authorized to perform: partnercentral:{operation}",
+                reason=settings.access_denied_reason,
+            )
+
     def _dispatch(self, operation: str, params: Any, account: str, call: Call) -> dict[str, Any]:
         if operation not in OPERATIONS:
             raise ApiFault("UnknownOperationException", f"operation {operation} is not emulated")
         errors = validate_request(params, operation)
+        token = params.get("nextToken") if operation == "ListRelationships" and not errors else None
+        if token is not None and _page_start(token) is None:
+            errors.append(FieldError("nextToken", "INVALID_VALUE", "nextToken is not a token this service issued"))
         if errors:
             raise ApiFault(
                 "ValidationException",
@@ -228,7 +327,7 @@ class Emulator:
         token = params.get("clientToken")
         pma = pma_id(params["programManagementAccountIdentifier"])
         with self._lock:
-            if token and (account, token) in self._by_token:
+            if token and self._remembered(account, token):
                 existing = self.relationships[self._by_token[(account, token)]]
                 if _fingerprint(existing.request) != _fingerprint(params):
                     raise ApiFault(
@@ -244,6 +343,15 @@ class Emulator:
         if self._lose_response():
             raise DropResponse(relationship.detail["id"])
         return response
+
+    def _remembered(self, account: str, token: str) -> bool:
+        """Whether the service still knows this clientToken: for `token_ttl_seconds` after its relationship was
+        created, after which the same request is a new one (and a duplicate of what it created)."""
+        rid = self._by_token.get((account, token))
+        if rid is None:
+            return False
+        ttl = self.settings.token_ttl_seconds
+        return ttl is None or self.clock() - self.relationships[rid].created <= ttl
 
     def _new_relationship(self, params: dict[str, Any], account: str, pma: str, token: str | None) -> Relationship:
         identity = _identity(params)
@@ -289,7 +397,9 @@ class Emulator:
             "updatedAt": now,
             "startDate": params.get("startDate"),
         }
-        relationship = Relationship({k: v for k, v in detail.items() if v is not None}, dict(params), account, token)
+        relationship = Relationship(
+            {k: v for k, v in detail.items() if v is not None}, dict(params), account, token, self.clock()
+        )
         self.relationships[rid] = relationship
         if token:
             self._by_token[(account, token)] = rid
@@ -320,23 +430,26 @@ class Emulator:
             "displayName": set(params.get("displayNames") or []),
             "programManagementAccountId": {pma_id(p) for p in params.get("programManagementAccountIdentifiers") or []},
         }
+        visible_before = self.clock() - self.settings.list_lag_seconds
         with self._lock:
             items = [
                 r.detail
                 for r in self.relationships.values()
-                if r.account == account
+                if r.created <= visible_before
+                and r.account == account
                 and r.detail["catalog"] == params["catalog"]
                 and all(not wanted or r.detail.get(key) in wanted for key, wanted in filters.items())
             ]
         sort = params.get("sort")
         items.sort(key=lambda d: (d["updatedAt"], d["id"]), reverse=bool(sort and sort["sortOrder"] == "Descending"))
-        start = int(params["nextToken"]) if str(params.get("nextToken", "")).isdigit() else 0
+        token = params.get("nextToken")
+        start = (_page_start(token) or 0) if token is not None else 0  # a foreign token was refused in _dispatch
         size = params.get("maxResults") or 50
         page = items[start : start + size]
         summary_fields = _summary_fields()
         response: dict[str, Any] = {"items": [{k: v for k, v in d.items() if k in summary_fields} for d in page]}
         if start + size < len(items):
-            response["nextToken"] = str(start + size)
+            response["nextToken"] = _page_token(start + size)
         return response
 
     def call_log(self) -> list[dict[str, Any]]:
@@ -374,6 +487,42 @@ def _fingerprint(params: dict[str, Any]) -> str:
     normalised = {k: v for k, v in params.items() if k != "clientToken"}
     normalised["programManagementAccountIdentifier"] = pma_id(params["programManagementAccountIdentifier"])
     return json.dumps(normalised, sort_keys=True)
+
+
+def _page_token(offset: int) -> str:
+    """An opaque nextToken, as the service issues: callers must hand it back as they got it."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _page_start(token: str) -> int | None:
+    """The offset a nextToken this emulator issued stands for; None for any other string."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except ValueError:  # not base64, not JSON, not ASCII
+        return None
+    offset = decoded.get("offset") if isinstance(decoded, dict) and len(decoded) == 1 else None
+    if type(offset) is not int or offset < 0 or _page_token(offset) != token:
+        return None
+    return offset
+
+
+def _signing_time(amz_date: str) -> float:
+    try:
+        return dt.datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        raise ApiFault(
+            "InvalidSignatureException",
+            f"X-Amz-Date {amz_date!r} is not in ISO 8601 basic format (yyyyMMdd'T'HHmmss'Z')",
+        ) from None
+
+
+def _stamp(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).strftime(SIGV4_TIMESTAMP)
+
+
+def _duration(seconds: float) -> str:
+    """As AWS words the allowed skew in its messages: '5 min.'."""
+    return f"{seconds / 60:g} min." if seconds % 60 == 0 else f"{seconds:g} sec."
 
 
 def _iso_now() -> str:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from include.partner_central.api_errors import ApiError, classify
+from include.partner_central.api_errors import ApiError, classify, is_api_failure
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import describe, pma_id
 from include.partner_central.retry_policy import RetryPolicy
@@ -56,6 +56,8 @@ def create_relationship(
             with paced(client, limiter):
                 response = client.create_relationship(**request)
         except Exception as exc:
+            if not is_api_failure(exc):
+                raise  # e.g. the shared rate limiter's warehouse: not the API's answer, never the candidate's outcome
             error = classify(exc)
             if error.throttling:
                 limiter.throttled()
@@ -83,15 +85,18 @@ def create_relationship(
         existing = find_relationship(client, request, policy)
         if existing is None:
             logger.error("CreateRelationship %s: %s, and no such relationship was found", name, error)
-            raise ApiError(
+            unresolved = ApiError(
                 error.code,
                 f"{error.message} (conflicting {error.details.get('resourceType', 'resource')} "
                 f"{error.details.get('resourceId', 'unknown')}; no relationship {name} was found by "
                 "ListRelationships yet)",
-                # The look-up may lag behind a create that did happen: a later try can still find it.
+                # The look-up may lag behind a create that did happen: a later try can still find it (within the
+                # candidate's retry budget; past it the candidate is dead-lettered, not retried forever).
                 retryable=True,
                 details=error.details,
-            ) from error
+            )
+            unresolved.attempts = attempts
+            raise unresolved from error
         logger.info("CreateRelationship %s: already exists as %s", name, existing["id"])
         return CreateResult(ALREADY_EXISTS, existing["id"], existing["arn"], attempts)
     logger.info("CreateRelationship %s: created %s", name, detail["id"])

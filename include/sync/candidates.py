@@ -1,17 +1,22 @@
-"""One candidate row: its normalisation, the checks that need Python (JSON fields), its identity and its request.
+"""One candidate row: its normalisation, the checks that need Python (types, JSON fields), its fingerprint, its
+identity and its request.
 
 Normalisation, applied before any check: leading and trailing whitespace is trimmed from every text value, and an
-empty optional value counts as missing. Nothing else changes: no case folding (an enum in the wrong case is a feed
-bug to report), and an account id is never padded (one stored as a number has lost its leading zeros, which is
-exactly what the 12-digit rule must catch).
+empty optional value counts as missing. Native column types are read as a user would expect: JSON/JSONB values the
+driver decoded, numeric ids (written as digits: an account id that lost its leading zeros is then caught by the
+12-digit rule, never padded), timestamps with or without a time zone (naive means UTC), ISO-8601 text and epoch
+seconds. Nothing else changes: no case folding (an enum in the wrong case is a feed bug to report).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import hashlib
 import json
 from typing import Any
 
-from include.partner_central.relationship_request import build_create_request, pma_id, tag_list
+from include.partner_central.relationship_request import build_create_request, client_token_for, pma_id, tag_list
 from include.partner_central.service_model import member_shape, snake_case
 from include.partner_central.validation import validate_value
 
@@ -43,15 +48,103 @@ JSON_COLUMNS = {"support_plan": "requestedSupportPlan", "tags": "tags"}
 Identity = tuple[str, str, str, str]
 
 
-def normalise(row: dict[str, Any]) -> dict[str, Any]:
+# The columns whose values make the request: a change in any of them is a change of what would be sent.
+SENT_COLUMNS = (*COLUMN_FIELDS, *JSON_COLUMNS)
+# Columns that may hold numbers (an id column typed NUMBER/BIGINT): read as their digits.
+NUMERIC_ID_COLUMNS = ("candidate_id", "associated_account_id")
+
+
+def candidate_key(value: Any) -> str | None:
+    """A candidate id as it is stored and compared everywhere (tables, Params, joins): trimmed text, digits for a
+    numeric id; None when there is no usable id."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, decimal.Decimal, float)):
+        text = _digits(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None
+    return text or None
+
+
+def _digits(value: int | float | decimal.Decimal) -> str:
+    """A number as the id it stands for: integral values without a fraction or exponent (12345.0 → "12345")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, decimal.Decimal) and value.is_finite() and value == value.to_integral_value():
+        return str(int(value))
+    return str(value)
+
+
+def normalise(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The row with every value as text (JSON re-encoded, ids as digits), and what is wrong with the types."""
     clean = dict(row)
-    for column in (*COLUMN_FIELDS, *JSON_COLUMNS, "candidate_id"):
+    problems: list[str] = []
+    for column in (*SENT_COLUMNS, "candidate_id"):
         value = clean.get(column)
         if value is None:
             continue
-        text = str(value).strip()
+        if isinstance(value, str):
+            text = value.strip()
+        elif column in JSON_COLUMNS and isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        elif (
+            column in NUMERIC_ID_COLUMNS
+            and isinstance(value, (int, float, decimal.Decimal))
+            and not isinstance(value, bool)
+        ):
+            text = _digits(value)
+        else:
+            problems.append(f"{column}: expected {_expected(column)}, got {type(value).__name__} {value!r:.40}")
+            text = str(value).strip()
         clean[column] = None if text == "" and column not in REQUIRED_COLUMNS else text
-    return clean
+    updated_at, problem = parse_timestamp(row.get("updated_at"))
+    clean["updated_at"] = updated_at
+    if problem:
+        problems.append(problem)
+    return clean, problems
+
+
+def _expected(column: str) -> str:
+    if column in JSON_COLUMNS:
+        return "JSON (text or a JSON column)"
+    return "text or digits" if column in NUMERIC_ID_COLUMNS else "text"
+
+
+def parse_timestamp(value: Any) -> tuple[dt.datetime | None, str | None]:
+    """updated_at as an aware UTC datetime, or the reason it is not one. NULL is fine: the fingerprint, not the
+    timestamp, says whether a row changed; the timestamp only places it in a data interval."""
+    if value is None:
+        return None, None
+    try:
+        if isinstance(value, dt.datetime):
+            parsed = value
+        elif isinstance(value, dt.date):
+            parsed = dt.datetime.combine(value, dt.time())
+        elif isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+            parsed = dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
+            try:
+                parsed = dt.datetime.fromtimestamp(float(text), dt.timezone.utc)
+            except ValueError:
+                parsed = dt.datetime.fromisoformat(text)
+        else:
+            raise ValueError
+    except (ValueError, OverflowError, OSError):
+        return None, (
+            f"updated_at: not a timestamp ({value!r:.40}); use a timestamp column, ISO-8601 text or epoch seconds"
+        )
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc), None
+
+
+def fingerprint(row: dict[str, Any]) -> str:
+    """A digest of what a normalised row would send: equal fingerprints, same request."""
+    payload = json.dumps([row.get(column) for column in SENT_COLUMNS], separators=(",", ":"))
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
 def json_problem(column: str, text: str | None) -> str | None:
@@ -84,6 +177,13 @@ def identity(row: dict[str, Any]) -> Identity | None:
         return None
     catalog, pma, account, association_type = parts
     return (catalog, pma_id(pma), account, association_type)
+
+
+def identity_token(row: dict[str, Any]) -> str | None:
+    """The deterministic client token of the relationship a candidate stands for: the identity as it is recorded
+    with each outcome, so that who holds a relationship is decided by what was sent, not by today's feed."""
+    key = identity(row)
+    return None if key is None else client_token_for(*key)
 
 
 def fields_for(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from include.sync.settings import Tables
-from include.sync.warehouse import CANDIDATE_COLUMNS
+from include.sync.warehouse import CANDIDATE_COLUMNS, candidate_table_ddl
 
 PMA = "pma-demo123456789"
 COMPANIES = [
@@ -43,15 +43,6 @@ COMPANIES = [
     "Datum Systems",
     "Nod Publishers",
 ]
-
-
-def candidate_table_ddl(table: str, timestamp_type: str = "TEXT") -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} (candidate_id TEXT PRIMARY KEY, catalog TEXT,"
-        " association_type TEXT, program_management_account_identifier TEXT, associated_account_id TEXT,"
-        " display_name TEXT, resale_account_model TEXT, sector TEXT, account_scope TEXT, support_plan TEXT,"
-        f" tags TEXT, updated_at {timestamp_type})"
-    )
 
 
 def sample_candidates(day: dt.date, good: int = 25) -> list[dict[str, Any]]:

@@ -32,16 +32,15 @@ class Dialect:
     timestamp_type: str
     boolean_type: str
     row_lock: str  # appended to a SELECT to hold its rows until commit (SQLite locks the whole file instead)
+    now_sql: str  # the warehouse's clock as UTC text or timestamp: claims and the rate schedule use one clock
+    epoch_sql: str  # the warehouse's clock in epoch seconds
+
+    def key(self, column: str) -> str:
+        """A candidate id column of the user's table as the sync stores ids: trimmed text, whatever its type."""
+        return f"TRIM(CAST({column} AS TEXT))"
 
     def sql(self, statement: str) -> str:
         return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
-
-    def timestamp(self, column: str) -> str:
-        """A column of the user's table as a comparable timestamp, whatever text form SQLite keeps it in."""
-        return f"julianday({column})" if self.name == "sqlite" else f"CAST({column} AS TIMESTAMPTZ)"
-
-    def timestamp_param(self) -> str:
-        return "julianday(?)" if self.name == "sqlite" else "?"
 
     def bind_time(self, value: dt.datetime) -> Any:
         value = value.astimezone(dt.timezone.utc)
@@ -54,6 +53,14 @@ class Dialect:
         if self.name == "postgres":
             return connection.cursor(name=f"partner_sync_{uuid.uuid4().hex}", withhold=True)
         return connection.cursor()
+
+    def parse_time(self, value: Any) -> dt.datetime | None:
+        """A timestamp this package wrote (text on SQLite), as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
     def executemany(self, cursor: Any, statement: str, rows: list[tuple]) -> None:
         """Many rows in few round trips. psycopg2's own executemany sends one statement per row; psycopg 3, which the
@@ -69,8 +76,24 @@ class Dialect:
         return None if value is None else (int(value) if self.name == "sqlite" else value)
 
 
-SQLITE = Dialect("sqlite", "?", "TEXT", "INTEGER", "")
-POSTGRES = Dialect("postgres", "%s", "TIMESTAMPTZ", "BOOLEAN", " FOR UPDATE")
+SQLITE = Dialect(
+    "sqlite",
+    "?",
+    "TEXT",
+    "INTEGER",
+    "",
+    "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    "(julianday('now') - 2440587.5) * 86400.0",
+)
+POSTGRES = Dialect(
+    "postgres",
+    "%s",
+    "TIMESTAMPTZ",
+    "BOOLEAN",
+    " FOR UPDATE",
+    "clock_timestamp()",
+    "EXTRACT(EPOCH FROM clock_timestamp())",
+)
 DIALECTS = {"sqlite": SQLITE, "postgres": POSTGRES, "postgresql": POSTGRES}
 
 

@@ -1,10 +1,11 @@
 """Data-quality checks of candidates with Great Expectations (GX Core, ephemeral context).
 
 The suite is built from the installed botocore model (required fields, enums, lengths, patterns of each column that
-maps to a CreateRelationship field) plus the dataset's own rules. Checks that need Python (JSON against the model,
-duplicates within the run, identities already linked) are computed into `*_problem` columns that GX then expects to
-be empty, so every rule, whatever computes it, is reported the same way. Import this module inside a task only:
-Great Expectations takes seconds to import.
+maps to a CreateRelationship field) plus the dataset's own rules. Checks that need Python (value types, JSON against
+the model, identities already linked) are computed into `*_problem` columns that GX then expects to be empty, so
+every rule, whatever computes it, is reported the same way. One relationship per run is decided last: only a
+candidate that passes every other rule can claim a relationship identity, so an invalid twin never blocks a valid
+one. Import this module inside a task only: Great Expectations takes seconds to import.
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from include.partner_central.service_model import member_shape
-from include.sync.candidates import COLUMN_FIELDS, REQUIRED_COLUMNS, Identity, identity, json_problem
+from include.sync.candidates import COLUMN_FIELDS, REQUIRED_COLUMNS, Identity, identity, identity_token, json_problem
 
 # Keep GX's own progress bars and info chatter out of task logs.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 DERIVED_RULES = {
+    "type_problem": "values of the expected types (text, digits, JSON, timestamp)",
     "support_plan_problem": "support_plan: valid JSON with exactly one known support plan and its required fields",
     "tags_problem": "tags: valid JSON object within the API's tag limits",
-    "duplicate_problem": "relationship unique within the run",
     "linked_problem": "relationship not already linked by another candidate",
 }
+DUPLICATE_RULE = "relationship unique within the run"
+DUPLICATE_ID_RULE = "candidate_id: unique in the candidates table (every copy is rejected)"
 
 
 def model_rules() -> list[tuple[str, Any]]:
@@ -113,16 +116,19 @@ class CandidateChecks:
         )
         self.seen: dict[Identity, str] = {}
 
-    def check(self, rows: list[dict[str, Any]], linked: dict[Identity, str]) -> QualityResult:
-        """Check normalised rows; `linked` maps identities already created to the candidate that created them."""
+    def check(
+        self, rows: list[dict[str, Any]], linked: dict[str, str], type_problems: dict[str, list[str]] | None = None
+    ) -> QualityResult:
+        """Check normalised rows in candidate_id order; `linked` maps the identity tokens of relationships already
+        created to the candidate that created them; `type_problems` what normalisation found, per candidate."""
         if not rows:
             return QualityResult()
+        type_problems = type_problems or {}
         frame = pd.DataFrame(rows, dtype=object)
+        frame["type_problem"] = ["; ".join(type_problems.get(row["candidate_id"], [])) or None for row in rows]
         frame["support_plan_problem"] = [json_problem("support_plan", row.get("support_plan")) for row in rows]
         frame["tags_problem"] = [json_problem("tags", row.get("tags")) for row in rows]
-        problems = [self._identity_problems(row, linked) for row in rows]
-        frame["duplicate_problem"] = [duplicate for duplicate, _ in problems]
-        frame["linked_problem"] = [already for _, already in problems]
+        frame["linked_problem"] = [self._linked_problem(row, linked) for row in rows]
         outcome = self.validation.run(
             batch_parameters={"dataframe": frame},
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["candidate_id"]},
@@ -139,17 +145,20 @@ class CandidateChecks:
             for candidate_id in failing:
                 detail = details.at[candidate_id, column] if column in DERIVED_RULES else None
                 result.reasons.setdefault(candidate_id, []).append(f"{rule} ({detail})" if detail else rule)
+        for row in rows:  # in candidate_id order: the first valid candidate of a relationship claims it
+            key = identity(row)
+            if key is None or row["candidate_id"] in result.reasons:
+                continue
+            first = self.seen.setdefault(key, row["candidate_id"])
+            if first != row["candidate_id"]:
+                result.rule_failures[DUPLICATE_RULE] += 1
+                result.reasons[row["candidate_id"]] = [f"{DUPLICATE_RULE} (same relationship as candidate {first})"]
         return result
 
-    def _identity_problems(self, row: dict[str, Any], linked: dict[Identity, str]) -> tuple[str | None, str | None]:
-        key = identity(row)
-        if key is None:
-            return None, None
-        first = self.seen.setdefault(key, row["candidate_id"])
-        duplicate = None if first == row["candidate_id"] else f"same relationship as candidate {first}"
-        owner = linked.get(key)
-        already = None if owner in (None, row["candidate_id"]) else f"already created for candidate {owner}"
-        return duplicate, already
+    @staticmethod
+    def _linked_problem(row: dict[str, Any], linked: dict[str, str]) -> str | None:
+        owner = linked.get(identity_token(row) or "")
+        return None if owner in (None, row["candidate_id"]) else f"already created for candidate {owner}"
 
 
 def summary(failures: Counter, rejected: int, rows: int) -> str:

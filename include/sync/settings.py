@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from include.partner_central.retry_policy import RetryPolicy
 from include.sync.dialect import identifier
 
 
@@ -37,8 +38,14 @@ class SyncSettings:
     max_batches: int = 1024  # Airflow's [core] max_map_length
     max_attempts: int = 8
     max_retry_seconds: float = 120.0
-    # A claim older than this is taken to belong to a run that died, and may be taken over.
+    # A claim older than this (by the warehouse's clock) is taken to belong to a run that died, and may be taken
+    # over: it must be longer than the longest call (and its conflict look-up), or two runs could send at once.
     claim_timeout_seconds: float = 3600.0
+    # Runs that may fail on one candidate (retryable errors) before it is dead-lettered: counted, listed, and sent
+    # again only when its row changes, a user names it, or a backfill or cleared run covers its interval.
+    retry_budget: int = 5
+    # History (attempts) and run rows older than this many days are deleted at the end of each run; 0 keeps all.
+    history_retention_days: float = 90.0
     # Rows read, checked and staged at a time: bounds memory on large feeds.
     chunk_rows: int = 50_000
     tables: Tables = Tables()
@@ -50,6 +57,27 @@ class SyncSettings:
             raise ValueError(f"max_batches must be between 1 and 1024, got {self.max_batches}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.retry_budget < 1:
+            raise ValueError(f"retry_budget must be at least 1, got {self.retry_budget}")
+        if self.history_retention_days < 0:
+            raise ValueError(f"history_retention_days must be 0 (keep all) or more, got {self.history_retention_days}")
+        longest = self.longest_claim_seconds
+        if self.claim_timeout_seconds <= longest:
+            raise ValueError(
+                f"claim_timeout_seconds={self.claim_timeout_seconds:g} is not longer than the longest a call can take "
+                f"({longest:g} s: {self.max_attempts} attempts with their timeouts and backoff, twice for the conflict "
+                "look-up); a shorter timeout would let a second run take over a claim whose call is still under way. "
+                f"Raise it above {longest:g}, or lower max_attempts / max_retry_seconds."
+            )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds)
+
+    @property
+    def longest_claim_seconds(self) -> float:
+        """How long a claim may legitimately be held: the create and its conflict look-up, each retried in full."""
+        return 2 * self.retry_policy.longest_call_seconds()
 
     @classmethod
     def load(cls, lookup: Callable[[str], str | None]) -> SyncSettings:

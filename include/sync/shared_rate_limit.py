@@ -6,18 +6,26 @@ therefore spaced by the interval as they really happen, even when a busy CPU wak
 only delays the next one; nobody's slot is wasted). Pool slots, concurrent DAG runs, backfills and worker hosts that
 use the same AWS connection never send more than `rate` calls per second together, however many there are. A
 throttle pushes the next free instant a second on, so everybody pauses, and halves this caller's own rate until
-successes win it back.
+successes win it back. Every instant is the warehouse's clock, so a worker whose own clock is off neither sends
+early nor makes the others wait; a wait longer than a few seconds is logged with its reason.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from include.partner_central.rate_limit import AdaptiveRateLimiter
-from include.sync.warehouse import Warehouse
+from include.sync.warehouse import Warehouse, retry_transient
 
 THROTTLE_PAUSE_SECONDS = 1.0
+# A wait this long is worth a log line; a schedule further ahead than the longest legitimate wait was written by a
+# clock that ran ahead (an earlier version used each worker's clock) and is taken back to now.
+LOGGED_WAIT_SECONDS = 5.0
+MAX_PLAUSIBLE_WAIT_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class WarehouseRateLimiter:
@@ -27,16 +35,20 @@ class WarehouseRateLimiter:
         key: str,
         rate: float,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        """clock: seconds since the epoch; by default the warehouse's own, read in the same locked transaction."""
         self.warehouse = warehouse
         self.key = key
         self.own_rate = AdaptiveRateLimiter(rate)  # only its rate bookkeeping is used
         self._clock = clock
         self._sleep = sleep
         table = warehouse.tables.rate_limit
-        self._select = f"SELECT next_free_at FROM {table} WHERE limiter_key = ?{warehouse.dialect.row_lock}"
+        self._select = (
+            f"SELECT next_free_at, {warehouse.dialect.epoch_sql} FROM {table} WHERE limiter_key = ?"
+            f"{warehouse.dialect.row_lock}"
+        )
         self._upsert = (
             f"INSERT INTO {table} (limiter_key, next_free_at) VALUES (?, ?)"
             " ON CONFLICT (limiter_key) DO UPDATE SET next_free_at = excluded.next_free_at"
@@ -48,21 +60,44 @@ class WarehouseRateLimiter:
                 [key],
             )
 
+    def _read(self) -> tuple[float, float]:
+        """(now, the account's next free instant), under the row's lock."""
+        next_free, db_now = self.warehouse.execute(self._select, [self.key]).fetchone()
+        return (self._clock() if self._clock else float(db_now)), float(next_free)
+
+    @retry_transient
     def acquire(self) -> None:
         while True:
             with self.warehouse.transaction(lock=True):
-                row = self.warehouse.execute(self._select, [self.key]).fetchone()
-                now, next_free = self._clock(), (row[0] if row else 0.0)
+                now, next_free = self._read()
+                if next_free - now > MAX_PLAUSIBLE_WAIT_SECONDS:
+                    log.warning(
+                        "The shared rate schedule of %s was %.0f s ahead of the warehouse's clock (written by a clock "
+                        "that ran ahead); sending now instead of waiting",
+                        self.key,
+                        next_free - now,
+                    )
+                    next_free = now
                 if now >= next_free:
                     self.warehouse.execute(self._upsert, [self.key, now + self.own_rate.interval()])
                     return
-            self._sleep(next_free - now)
+            wait = next_free - now
+            if wait > LOGGED_WAIT_SECONDS:
+                log.info(
+                    "Waiting %.1f s for a rate slot of %s: the API throttled this account's callers and the shared "
+                    "schedule is pausing everybody (rate %.2g/s here)",
+                    wait,
+                    self.key,
+                    self.own_rate.rate,
+                )
+            self._sleep(wait)
 
+    @retry_transient
     def throttled(self) -> None:
         self.own_rate.throttled()
         with self.warehouse.transaction(lock=True):
-            row = self.warehouse.execute(self._select, [self.key]).fetchone()
-            pause_until = max(self._clock() + THROTTLE_PAUSE_SECONDS, row[0] if row else 0.0)
+            now, next_free = self._read()
+            pause_until = max(now + THROTTLE_PAUSE_SECONDS, min(next_free, now + MAX_PLAUSIBLE_WAIT_SECONDS))
             self.warehouse.execute(self._upsert, [self.key, pause_until])
 
     def succeeded(self) -> None:

@@ -1,15 +1,19 @@
 """The three steps of a sync run, as plain functions on a Warehouse: the DAG's tasks only open connections and call
 them.
 
-1. prepare: select the run's candidates, check them, record rejections, stop at the reject-ratio gate, stage the
-   valid ones and plan the batches. Nothing is sent yet.
+1. prepare: select every candidate that is not converged (by its state and the fingerprint of what it would send,
+   not by time), check them, stop at the reject-ratio gate, record rejections, stage the valid ones and plan the
+   batches. Nothing is sent yet.
 2. create_batch: for each staged candidate of one batch, claim it, call the API through the operator's code path,
-   and record its outcome as soon as the call returns.
-3. finish: count what the run's history holds, write the run row, and fail the run when a later run must retry.
+   and record its outcome as soon as the call returns. An error that is no candidate's (credentials, access, clock,
+   endpoint, sustained throttling) stops the batch and leaves its candidates pending.
+3. finish: count what the run's history holds, write the run row, clean up, and fail the run when a later run must
+   retry or a person must look.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -21,21 +25,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from include.partner_central.api_errors import ApiError
+from include.partner_central.api_errors import AccountLevelError, ApiError, stop_if_account_level
 from include.partner_central.create_relationship import create_relationship
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.retry_policy import RetryPolicy
 from include.sync import candidates as cand
 from include.sync.settings import SyncSettings
 from include.sync.warehouse import (
+    CANDIDATE_COLUMNS,
+    CLAIMED,
+    DEAD_LETTER,
     DONE,
     DRY_RUN,
     FAILED,
+    PENDING,
     REJECTED,
     RUN_COUNT_COLUMNS,
     SKIPPED,
     Outcome,
     Warehouse,
+    candidate_table_ddl,
 )
 
 log = logging.getLogger(__name__)
@@ -57,13 +66,51 @@ class RunRequest:
     interval: tuple[dt.datetime, dt.datetime] | None
     dry_run: bool = False
     candidate_ids: tuple[str, ...] = ()
+    # Re-evaluate every rejected, permanently failed and dead-lettered candidate, whatever its interval.
     include_all_pending: bool = False
     limit: int | None = None
     max_reject_ratio: float = 0.2
+    # A backfill: its interval's rejected, failed and dead-lettered candidates are evaluated again (so is a cleared
+    # run's, which prepare recognises by its run row).
+    backfill: bool = False
 
-    @property
-    def selection_interval(self) -> tuple[dt.datetime, dt.datetime] | None:
-        return None if self.include_all_pending or self.candidate_ids else self.interval
+    def in_interval(self, moment: dt.datetime | None) -> bool:
+        return self.interval is not None and moment is not None and self.interval[0] <= moment < self.interval[1]
+
+
+# Why a candidate is taken by a run. NEW and CHANGED are content the run checks for the first time: the reject-ratio
+# gate judges only those, so old rejects never trip it.
+NEW, CHANGED, RETRY, STALE_CLAIM, REEVALUATE = "new", "changed", "retry", "stale_claim", "reevaluate"
+FIRST_CHECK = (NEW, CHANGED)
+CONVERGED, CHANGED_AFTER_DONE, IN_FLIGHT, SETTLED = "converged", "changed_after_done", "in_flight", "settled"
+
+
+def why_taken(
+    prior: dict[str, Any],
+    fingerprint: str,
+    *,
+    stale_before: dt.datetime,
+    reevaluate: bool,
+) -> str:
+    """Whether a candidate needs this run, and why, from its current state and the fingerprint of its row. The
+    answers that take it: NEW, CHANGED, RETRY, STALE_CLAIM, REEVALUATE; the others leave it: CONVERGED,
+    CHANGED_AFTER_DONE (created, and the row changed since: reported), IN_FLIGHT (another live run's claim), SETTLED
+    (rejected or failed for good with an unchanged row, outside any re-evaluation)."""
+    status = prior.get("status")
+    if status is None:
+        return NEW
+    changed = prior.get("fingerprint") != fingerprint
+    if status in DONE:
+        # A row created before fingerprints were recorded has none: it counts as unchanged.
+        return CHANGED_AFTER_DONE if changed and prior.get("fingerprint") else CONVERGED
+    if status == CLAIMED:
+        claimed_at = prior.get("claimed_at")
+        return STALE_CLAIM if claimed_at is None or claimed_at < stale_before else IN_FLIGHT
+    if changed:
+        return CHANGED
+    if status == PENDING or (status == FAILED and prior.get("retryable")):
+        return RETRY
+    return REEVALUATE if reevaluate else SETTLED
 
 
 @dataclass(frozen=True)
@@ -102,62 +149,103 @@ class PhaseTimer:
 
 
 def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> list[Batch]:
-    from include.sync.quality import CandidateChecks, summary  # Great Expectations: seconds to import
+    from include.sync.quality import DUPLICATE_ID_RULE, CandidateChecks, summary  # Great Expectations: seconds
 
     timer = PhaseTimer()
+    warehouse.check_candidates_table(CANDIDATE_COLUMNS, candidate_table_ddl(warehouse.tables.candidates))
     warehouse.create_tables()
-    warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
+    rerun = warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
     warehouse.clear_staging(run.dag_run_id)
-    warehouse.forget_retryable(run.dag_run_id)
+    warehouse.forget_unfinished(run.dag_run_id)
+    reevaluate_interval = run.backfill or rerun
+    named = {key for cid in run.candidate_ids if (key := cand.candidate_key(cid))}
+    stale_before = warehouse.db_now() - dt.timedelta(seconds=settings.claim_timeout_seconds)
+    with timer.phase("select"):
+        duplicate_ids, without_id = warehouse.duplicate_ids()
     checks = CandidateChecks()
-    counts: Counter = Counter()
-    changed: list[str] = []
+    counts: Counter = Counter(without_id=without_id)
+    changed_after_done: list[str] = []
+    seen_duplicates: set[str] = set()
     staged = 0
-    selection = warehouse.select_candidates(
-        interval=run.selection_interval,
-        candidate_ids=run.candidate_ids,
-        limit=run.limit,
-        claim_timeout_seconds=settings.claim_timeout_seconds,
-        chunk_rows=settings.chunk_rows,
-    )
-    while True:
+    selection = warehouse.scan_candidates(CANDIDATE_COLUMNS, sorted(named), settings.chunk_rows)
+    while counts["selected"] < (run.limit or math.inf):
         with timer.phase("select"):
             chunk = next(selection, None)
         if chunk is None:
             break
-        counts["selected"] += len(chunk)
         with timer.phase("quality"):
-            pending = []
+            taken: list[dict[str, Any]] = []
+            type_problems: dict[str, list[str]] = {}
+            duplicates: list[Outcome] = []
             for raw in chunk:
-                row = cand.normalise(raw)
-                if row["prior_status"] in DONE:
-                    if str(raw["updated_at"]) != str(row["prior_candidate_updated_at"]):
-                        changed.append(row["candidate_id"])
-                    counts["skipped_done"] += 1
+                key = cand.candidate_key(raw["candidate_id"])
+                if key is None or key in seen_duplicates:
+                    continue  # no usable id: counted above; a further copy of a duplicated id: rejected once
+                row, problems = cand.normalise(raw)
+                row["candidate_id"] = key
+                prior = {name: raw[f"prior_{name}"] for name in ("status", "fingerprint", "retryable", "failed_runs")}
+                prior["claimed_at"] = warehouse.dialect.parse_time(raw["prior_claimed_at"])
+                if key in duplicate_ids:
+                    # All copies are one rejection; its fingerprint says how many copies there were.
+                    fingerprint = f"duplicate-id:{duplicate_ids[key]}"
+                    problems = [f"{DUPLICATE_ID_RULE} (appears {duplicate_ids[key]} times)"]
                 else:
-                    pending.append(row)
-            linked = warehouse.linked_identities([key for row in pending if (key := cand.identity(row))])
-            result = checks.check(pending, linked)
-            counts["checked"] += len(pending)
+                    fingerprint = cand.fingerprint(row)
+                reevaluate = bool(
+                    key in named
+                    or run.include_all_pending
+                    or (reevaluate_interval and run.in_interval(row["updated_at"]))
+                )
+                why = why_taken(prior, fingerprint, stale_before=stale_before, reevaluate=reevaluate)
+                if why == CONVERGED:
+                    counts["skipped_done"] += 1
+                    continue
+                if why == CHANGED_AFTER_DONE:
+                    counts["skipped_done"] += 1
+                    changed_after_done.append(key)
+                    continue
+                if why in (IN_FLIGHT, SETTLED):
+                    counts[why] += 1
+                    continue
+                if counts["selected"] >= (run.limit or math.inf):
+                    break
+                counts["selected"] += 1
+                counts[f"why:{why}"] += 1
+                counts["in_interval"] += run.in_interval(row["updated_at"])
+                row["fingerprint"] = fingerprint
+                row["prior_failed_runs"] = 0 if why == CHANGED else (prior["failed_runs"] or 0)
+                row["first_check"] = why in FIRST_CHECK
+                if key in duplicate_ids:
+                    seen_duplicates.add(key)
+                    counts["rejected"] += 1
+                    counts["first_check_rejected"] += row["first_check"]
+                    counts["first_check"] += row["first_check"]
+                    counts[f"rule:{DUPLICATE_ID_RULE}"] += 1
+                    duplicates.append(_rejection(row, problems))
+                    continue
+                if problems:
+                    type_problems[key] = problems
+                taken.append(row)
+            linked = warehouse.linked_identities([token for row in taken if (token := cand.identity_token(row))])
+            result = checks.check(taken, linked, type_problems)
             counts["rejected"] += len(result.reasons)
+            counts["first_check"] += sum(row["first_check"] for row in taken)
+            counts["first_check_rejected"] += sum(
+                row["first_check"] for row in taken if row["candidate_id"] in result.reasons
+            )
             counts.update({f"rule:{rule}": n for rule, n in result.rule_failures.items()})
         with timer.phase("record_rejections"):
-            rejected = [
-                Outcome(
-                    candidate_id=row["candidate_id"],
-                    status=REJECTED,
-                    error_code="DataQuality",
-                    error_message="; ".join(result.reasons[row["candidate_id"]]),
-                    retryable=False,
-                    candidate_updated_at=row["updated_at"],
-                )
-                for row in pending
+            # History only, until the gate has passed: a run the gate stops changes no current state, so the next
+            # run judges the same rows again.
+            rejected = duplicates + [
+                _rejection(row, result.reasons[row["candidate_id"]])
+                for row in taken
                 if row["candidate_id"] in result.reasons
             ]
-            warehouse.record_many(run.dag_run_id, rejected, current_state=not run.dry_run)
+            warehouse.record_many(run.dag_run_id, rejected, current_state=False)
         with timer.phase("stage"):
             rows = []
-            for row in pending:
+            for row in taken:
                 if row["candidate_id"] in result.reasons:
                     continue
                 request = cand.request_for(row)
@@ -167,53 +255,82 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
                         staged,
                         json.dumps(request),
                         request["clientToken"],
-                        None if row["updated_at"] is None else str(row["updated_at"]),
+                        _text_time(row["updated_at"]),
+                        row["fingerprint"],
+                        row["prior_failed_runs"],
                     )
                 )
                 staged += 1
             warehouse.stage(run.dag_run_id, rows)
 
     failures = Counter({key[5:]: n for key, n in counts.items() if key.startswith("rule:")})
+    first_checked = counts["first_check"]
     quality = {
-        "checked": counts["checked"],
+        "checked": counts["selected"],
         "rejected": counts["rejected"],
-        # Over every row the run selected, done ones included, so that re-running an interval judges the same feed.
-        "reject_ratio": round(counts["rejected"] / counts["selected"], 4) if counts["selected"] else 0.0,
+        "first_checked": first_checked,
+        "first_check_rejected": counts["first_check_rejected"],
+        # Over the rows whose content this run checks for the first time: old rejects never trip the gate.
+        "reject_ratio": round(counts["first_check_rejected"] / first_checked, 4) if first_checked else 0.0,
         "max_reject_ratio": run.max_reject_ratio,
         "rule_failures": dict(failures.most_common()),
+        "why_taken": {key[4:]: n for key, n in sorted(counts.items()) if key.startswith("why:")},
+        "rows_without_candidate_id": without_id,
+        "duplicated_candidate_ids": len(duplicate_ids),
+        "in_flight_elsewhere": counts[IN_FLIGHT],
     }
     run_values: dict[str, Any] = {
         "selected": counts["selected"],
+        "in_interval": counts["in_interval"],
         "rejected": counts["rejected"],
         "staged": staged,
         "skipped_done": counts["skipped_done"],
-        "changed_after_done": len(changed),
+        "changed_after_done": len(changed_after_done),
         "quality_summary": quality,
         "phase_seconds": timer.rounded(),
     }
-    if changed:
+    if without_id:
+        log.warning(
+            "%d candidate row(s) have no candidate_id (NULL or blank) and cannot be synced or recorded; give every "
+            "row an id in %s",
+            without_id,
+            warehouse.tables.candidates,
+        )
+    if duplicate_ids:
+        log.warning(
+            "%d candidate_id(s) appear more than once in %s (every copy is rejected): %s",
+            len(duplicate_ids),
+            warehouse.tables.candidates,
+            _some(sorted(duplicate_ids)),
+        )
+    if changed_after_done:
         log.warning(
             "%d candidate(s) changed after their relationship was created; updating relationships is out of scope, "
-            "so they are not sent again: %s%s",
-            len(changed),
-            ", ".join(changed[:20]),
-            " ..." if len(changed) > 20 else "",
+            "so they are not sent again: %s",
+            len(changed_after_done),
+            _some(changed_after_done),
         )
     if quality["reject_ratio"] > run.max_reject_ratio:
         warehouse.update_run(run.dag_run_id, **{**run_values, "staged": 0})
         warehouse.clear_staging(run.dag_run_id)
         raise QualityGateError(
-            f"{quality['reject_ratio']:.1%} of the run's candidates were rejected, more than max_reject_ratio="
-            f"{run.max_reject_ratio:g}; nothing was sent.\n" + summary(failures, counts["rejected"], counts["selected"])
+            f"{quality['reject_ratio']:.1%} of the candidates checked for the first time were rejected, more than "
+            f"max_reject_ratio={run.max_reject_ratio:g}; nothing was sent and no current state changed.\n"
+            + summary(failures, counts["rejected"], counts["selected"])
         )
+    if not run.dry_run:
+        warehouse.promote_rejections(run.dag_run_id)
     if counts["rejected"]:
         log.info(summary(failures, counts["rejected"], counts["selected"]))
     batches = plan_batches(staged, settings.batch_size, settings.max_batches)
     warehouse.update_run(run.dag_run_id, **run_values, staged_at=warehouse.now())
     log.info(
-        "Selected %d (interval %s), rejected %d, staged %d in %d batch(es); %d already done. Phases (s): %s",
+        "Took %d candidate(s) (%s; %d updated in the interval %s), rejected %d, staged %d in %d batch(es); "
+        "%d already done. Phases (s): %s",
         counts["selected"],
-        "none" if run.selection_interval is None else " .. ".join(t.isoformat() for t in run.selection_interval),
+        ", ".join(f"{n} {why}" for why, n in quality["why_taken"].items()) or "none",
+        counts["in_interval"],
+        "none" if run.interval is None else " .. ".join(t.isoformat() for t in run.interval),
         counts["rejected"],
         staged,
         len(batches),
@@ -221,6 +338,26 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         timer.rounded(),
     )
     return batches
+
+
+def _rejection(row: dict[str, Any], reasons: list[str]) -> Outcome:
+    return Outcome(
+        candidate_id=row["candidate_id"],
+        status=REJECTED,
+        error_code="DataQuality",
+        error_message="; ".join(reasons),
+        retryable=False,
+        candidate_updated_at=_text_time(row["updated_at"]),
+        fingerprint=row["fingerprint"],
+    )
+
+
+def _text_time(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _some(ids: list[str], shown: int = 20) -> str:
+    return ", ".join(ids[:shown]) + (f" ... ({len(ids) - shown} more)" if len(ids) > shown else "")
 
 
 def create_batch(
@@ -233,11 +370,26 @@ def create_batch(
     logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> Counter:
     """Send one batch. Each outcome is written when its call returns; rows this run already recorded are skipped,
-    so a retried batch picks up where a killed one stopped."""
-    policy = RetryPolicy(max_attempts=settings.max_attempts, max_seconds=settings.max_retry_seconds)
+    so a retried batch picks up where a killed one stopped. An account-level error stops the batch at once: the
+    candidate in hand is released as pending and AccountLevelError propagates with the cause and the fix."""
+    policy = settings.retry_policy
     counts: Counter = Counter()
     for row in warehouse.batch(run.dag_run_id, batch.first, batch.end):
-        outcome = _send(warehouse, settings, run, row, client, limiter, policy, logger)
+        try:
+            outcome = _send(warehouse, settings, run, row, client, limiter, policy, logger)
+        except AccountLevelError as stop:
+            warehouse.release(run.dag_run_id, row["candidate_id"], stop.error.code, str(stop))
+            logger.error(
+                "%s stopped after %s; the rest of the batch stays pending: %s", batch.label, dict(counts), stop
+            )
+            raise
+        except Exception as exc:
+            # Not the API's answer (the warehouse, this process): nobody's outcome. Give the claim back if the
+            # warehouse still answers, and fail the task with the error as it was raised.
+            with contextlib.suppress(Exception):
+                warehouse.release(run.dag_run_id, row["candidate_id"], type(exc).__name__, str(exc))
+            logger.error("%s stopped after %s: %s: %s", batch.label, dict(counts), type(exc).__name__, exc)
+            raise
         warehouse.record(run.dag_run_id, outcome, current_state=outcome.status not in (DRY_RUN, SKIPPED))
         counts[
             outcome.status
@@ -262,6 +414,7 @@ def _send(
         "candidate_id": row["candidate_id"],
         "client_token": row["client_token"],
         "candidate_updated_at": row["candidate_updated_at"],
+        "fingerprint": row["fingerprint"],
     }
     if run.dry_run:
         return Outcome(status=DRY_RUN, request_json=row["request_json"], **base)
@@ -272,12 +425,35 @@ def _send(
             client, json.loads(row["request_json"]), limiter=limiter, policy=policy, logger=logger
         )
     except ApiError as error:
+        stop_if_account_level(error)
+        failed_runs = (row["prior_failed_runs"] or 0) + 1 if error.retryable else row["prior_failed_runs"] or 0
+        dead = error.retryable and failed_runs >= settings.retry_budget
+        message = error.message
+        if dead:
+            message += (
+                f" [dead-lettered: failed in {failed_runs} runs (retry_budget {settings.retry_budget}); sent again"
+                " when its row changes, when named in candidate_ids, or by a backfill over its interval]"
+            )
         return Outcome(
-            status=FAILED,
+            status=DEAD_LETTER if dead else FAILED,
             error_code=error.code,
-            error_message=error.message,
-            retryable=error.retryable,
+            error_message=message,
+            retryable=error.retryable and not dead,
             attempts=error.attempts,
+            failed_runs=failed_runs,
+            **base,
+        )
+    holder = warehouse.relationship_holder(result.relationship_id, row["candidate_id"])
+    if holder is not None:
+        # The API answered with a relationship that another candidate already holds (the same identity, so the same
+        # token): this candidate is a second row for it, not a second owner.
+        return Outcome(
+            status=REJECTED,
+            error_code="AlreadyLinked",
+            error_message=f"relationship not already linked by another candidate (already created for candidate "
+            f"{holder} as {result.relationship_id})",
+            retryable=False,
+            attempts=result.attempts,
             **base,
         )
     return Outcome(
@@ -289,11 +465,18 @@ def _send(
     )
 
 
-def finish(warehouse: Warehouse, run: RunRequest, logger: logging.Logger | logging.LoggerAdapter = log) -> dict:
-    """Write the run row and log its counts; raise SyncRunFailed when a later run has work to retry."""
+def finish(
+    warehouse: Warehouse,
+    run: RunRequest,
+    logger: logging.Logger | logging.LoggerAdapter = log,
+    retention_days: float = 0.0,
+) -> dict:
+    """Write the run row, log its counts, delete its staging and old history; raise SyncRunFailed when a later run
+    has work to retry or candidates were dead-lettered."""
     counts = warehouse.run_counts(run.dag_run_id)
     warehouse.update_run(run.dag_run_id, **counts, ended_at=warehouse.now())
     row = warehouse.run(run.dag_run_id) or {}
+    warehouse.prune(retention_days)
     logger.info("Sync run %s%s:\n%s", run.dag_run_id, " (dry run)" if run.dry_run else "", counts_table(row))
     problems = []
     if not row.get("staged_at"):
@@ -301,10 +484,21 @@ def finish(warehouse: Warehouse, run: RunRequest, logger: logging.Logger | loggi
     if counts["failed_retryable"]:
         problems.append(f"{counts['failed_retryable']} candidate(s) failed with a retryable error")
     if counts["unfinished"]:
-        problems.append(f"{counts['unfinished']} staged candidate(s) have no outcome (a batch did not finish)")
+        stopped = warehouse.rows(
+            f"SELECT error_message FROM {warehouse.tables.outcomes} WHERE dag_run_id = ? AND status = '{PENDING}'",
+            [run.dag_run_id],
+        )
+        cause = f": {stopped[0]['error_message']}" if stopped else " (see the create_relationships tasks' logs)"
+        problems.append(f"{counts['unfinished']} staged candidate(s) were not sent; a batch stopped{cause}")
+    if counts[DEAD_LETTER]:
+        problems.append(
+            f"{counts[DEAD_LETTER]} candidate(s) were dead-lettered after failing in too many runs: "
+            f"{_some(warehouse.run_candidates(run.dag_run_id, DEAD_LETTER))}; fix the cause, then trigger a run with "
+            "their candidate ids"
+        )
     if problems:
         raise SyncRunFailed(
-            "; ".join(problems) + ". A later run, or a backfill with --reprocess-behavior failed, retries them."
+            "; ".join(problems) + ". The next run, or a backfill with --reprocess-behavior failed, sends what is left."
         )
     return {key: row.get(key) for key in RUN_COUNT_COLUMNS}
 

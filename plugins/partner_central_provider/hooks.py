@@ -7,8 +7,10 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
+from include.partner_central.retry_policy import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+
 # Timeouts unless the connection's botocore config says otherwise: a hung call must not hold a pool slot forever.
-DEFAULT_CONFIG = Config(connect_timeout=5, read_timeout=30)
+DEFAULT_CONFIG = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 # Always: botocore does not retry; tenacity does (include.partner_central.retry_policy), so attempts never multiply.
 NO_BOTOCORE_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 # The service has one global endpoint; botocore still needs a region to sign with.

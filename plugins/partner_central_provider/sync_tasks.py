@@ -9,13 +9,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow.sdk import BaseHook, Variable, get_current_context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from include.partner_central.api_errors import AccountLevelError
 from include.sync import steps
+from include.sync.candidates import candidate_key
 from include.sync.dialect import dialect_for
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
-from include.sync.warehouse import Warehouse
+from include.sync.warehouse import CandidatesTableError, Warehouse
 from partner_central_provider.hooks import PartnerCentralChannelHook
 
 
@@ -46,10 +48,11 @@ def run_request(context: Any) -> steps.RunRequest:
         dag_run_id=context["run_id"],
         interval=(start, end) if start is not None and end is not None and start < end else None,
         dry_run=bool(params.get("dry_run")),
-        candidate_ids=tuple(str(cid).strip() for cid in params.get("candidate_ids") or () if str(cid).strip()),
+        candidate_ids=tuple(key for cid in params.get("candidate_ids") or () if (key := candidate_key(cid))),
         include_all_pending=bool(params.get("include_all_pending")),
         limit=params.get("limit"),
         max_reject_ratio=float(params.get("max_reject_ratio", 0.2)),
+        backfill=str(context["dag_run"].run_type).lower().endswith("backfill"),
     )
 
 
@@ -60,8 +63,8 @@ def check_and_stage() -> list[dict[str, int]]:
     with open_warehouse(settings) as warehouse:
         try:
             batches = steps.prepare(warehouse, settings, run_request(context))
-        except steps.QualityGateError as gate:
-            raise AirflowFailException(str(gate)) from None
+        except (steps.QualityGateError, CandidatesTableError) as stop:
+            raise AirflowFailException(str(stop)) from None
     return [{"number": b.number, "first": b.first, "end": b.end} for b in batches]
 
 
@@ -74,7 +77,11 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
     client = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id).conn
     with open_warehouse(settings) as warehouse:
         limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}", settings.rate_per_second)
-        counts = steps.create_batch(warehouse, settings, run_request(context), this_batch, client, limiter)
+        try:
+            counts = steps.create_batch(warehouse, settings, run_request(context), this_batch, client, limiter)
+        except AccountLevelError as stop:
+            # Credentials, access and clocks need a person: no task retry. A network blip or throttling may pass.
+            raise (AirflowException if stop.transient else AirflowFailException)(str(stop)) from None
     return dict(counts)
 
 
@@ -84,6 +91,6 @@ def record_run() -> dict[str, Any]:
     settings = sync_settings()
     with open_warehouse(settings) as warehouse:
         try:
-            return steps.finish(warehouse, run_request(context))
+            return steps.finish(warehouse, run_request(context), retention_days=settings.history_retention_days)
         except steps.SyncRunFailed as failed:
             raise AirflowFailException(str(failed)) from None
