@@ -1,7 +1,9 @@
 """The warehouse side at scale: a million candidates (a few percent bad) selected, checked and staged by the sync's
-first step, on PostgreSQL and on SQLite, each measured in a fresh process for its time and peak memory.
+first step, on PostgreSQL and on SQLite, each measured in a fresh process for its time and peak memory. Then the
+steady state: the same million converged (every staged row recorded as created), 1% of them changed since (half
+renamed after creation, half rejected rows fixed in the feed), and the next run's selection and checks measured.
 
-python -m bench.warehouse_scale measure postgres|sqlite TARGET   (TARGET: a database name, or a SQLite file)
+python -m bench.warehouse_scale measure postgres|sqlite TARGET RUN_ID   (TARGET: a database name, or a SQLite file)
 """
 
 from __future__ import annotations
@@ -89,10 +91,45 @@ def load_sqlite(path: str, rows: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(kind: str, target: str) -> dict[str, Any]:
+def every(modulus: int, remainder: int) -> str:
+    """The generated rows k with k % modulus == remainder (ids are "w" + k), in SQL both databases read."""
+    return f"MOD(CAST(SUBSTR(candidate_id, 2) AS INTEGER), {modulus}) = {remainder}"
+
+
+def converge_and_change(kind: str, target: str, cold_run_id: str) -> float:
+    """Record every row the cold run staged as created (as its batches would have), then change 1% of the feed."""
+    start = time.perf_counter()
+    connection = psycopg2.connect(**POSTGRES, dbname=target) if kind == "postgres" else sqlite3.connect(target)
+    now = "CURRENT_TIMESTAMP" if kind == "postgres" else "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')"
+    placeholder = "%s" if kind == "postgres" else "?"
+    statements = [
+        (
+            "INSERT INTO partner_relationship_outcomes (candidate_id, status, relationship_id, attempts, client_token,"
+            " dag_run_id, updated_at, candidate_updated_at, fingerprint)"
+            f" SELECT candidate_id, 'created', 'rs-' || SUBSTR(client_token, 7, 13), 1, client_token, dag_run_id, {now},"
+            f" candidate_updated_at, fingerprint FROM partner_relationship_staging WHERE dag_run_id = {placeholder}",
+            [cold_run_id],
+        ),
+        (f"DELETE FROM partner_relationship_staging WHERE dag_run_id = {placeholder}", [cold_run_id]),
+        # 0.5% renamed after their relationship was created, and 0.5% (a quarter of the rows whose account id lost a
+        # leading zero, see generate) fixed in the feed.
+        (f"UPDATE {TABLE} SET display_name = display_name || ' II' WHERE {every(200, 0)}", []),
+        (f"UPDATE {TABLE} SET associated_account_id = '0' || associated_account_id WHERE {every(200, 7)}", []),
+    ]
+    if kind == "sqlite":
+        connection.create_function("MOD", 2, lambda a, b: a % b, deterministic=True)
+    cursor = connection.cursor()
+    for statement, params in statements:
+        cursor.execute(statement, params)
+    connection.commit()
+    connection.close()
+    return time.perf_counter() - start
+
+
+def measure(kind: str, target: str, run_id: str = "bench-1m") -> dict[str, Any]:
     """Run the sync's first step (select, check, record rejections, stage, plan batches) in a fresh process."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.warehouse_scale", "measure", kind, target],
+        [sys.executable, "-m", "bench.warehouse_scale", "measure", kind, target, run_id],
         capture_output=True,
         text=True,
         check=False,
@@ -102,7 +139,7 @@ def measure(kind: str, target: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _measure_here(kind: str, target: str) -> dict[str, Any]:
+def _measure_here(kind: str, target: str, run_id: str) -> dict[str, Any]:
     from include.sync import steps
     from include.sync.dialect import dialect_for
     from include.sync.quality import CandidateChecks  # imported before the clock starts: a one-off cost
@@ -117,11 +154,11 @@ def _measure_here(kind: str, target: str) -> dict[str, Any]:
     else:
         connection = sqlite3.connect(target)
     warehouse = Warehouse(connection, dialect_for(kind), SyncSettings().tables)
-    run = steps.RunRequest(dag_run_id="bench-1m", interval=(DAY, DAY + dt.timedelta(days=1)))
+    run = steps.RunRequest(dag_run_id=run_id, interval=(DAY, DAY + dt.timedelta(days=1)), max_reject_ratio=1.0)
     start = time.perf_counter()
     batches = steps.prepare(warehouse, SyncSettings(), run)
     seconds = time.perf_counter() - start
-    row = warehouse.run("bench-1m") or {}
+    row = warehouse.run(run_id) or {}
     connection.close()
     return {
         "seconds": round(seconds, 1),
@@ -130,12 +167,14 @@ def _measure_here(kind: str, target: str) -> dict[str, Any]:
         "selected": row.get("selected"),
         "rejected": row.get("rejected"),
         "staged": row.get("staged"),
+        "skipped_done": row.get("skipped_done"),
+        "changed_after_done": row.get("changed_after_done"),
         "phases": json.loads(row.get("phase_seconds") or "{}"),
     }
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["measure"]:
-        print(json.dumps(_measure_here(sys.argv[2], sys.argv[3]), default=str))
+        print(json.dumps(_measure_here(sys.argv[2], sys.argv[3], sys.argv[4]), default=str))
     else:
         sys.exit(__doc__)

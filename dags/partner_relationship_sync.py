@@ -4,14 +4,16 @@
 Turns each valid candidate of the warehouse table `partner_relationship_candidates` into exactly one AWS Partner
 Central relationship, and records what happened to every row back in the warehouse.
 
-1. **check_and_stage**: the candidates updated in the run's data interval (plus every retryable failure) are checked
-   with Great Expectations; rejected rows are recorded with their reasons; the run stops before any API call when
-   too many are rejected; valid rows are staged in the warehouse in batches.
+1. **check_and_stage**: every candidate that is not converged (never sent, changed since its last outcome, a
+   retryable failure, a stale claim) is checked with Great Expectations; rejected rows are recorded with their
+   reasons; the run stops before any API call when too many new rows are rejected; valid rows are staged in batches.
 2. **create_relationships**: one mapped task per batch, all in the `partner_central_api` pool, sharing the AWS
-   account's rate; each outcome is written as its call returns.
-3. **record_run**: the run's counts; the run fails when a later run must retry some candidates.
+   account's rate; each outcome is written as its call returns. An account-level error (credentials, access,
+   clock, endpoint) stops the batch and leaves its candidates pending.
+3. **record_run**: the run's counts; the run fails when candidates are left to retry or were dead-lettered.
 
-Trigger it by hand for a dry run, for given candidates, or for every pending candidate regardless of dates.
+The data interval labels what is new; a backfill or a cleared run also re-evaluates its interval's rejected and
+failed candidates. Trigger it by hand for a dry run, for given candidates, or to retry every rejected and failed one.
 """
 
 from __future__ import annotations
@@ -48,13 +50,16 @@ SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
             type="array",
             items={"type": "string"},
             title="Candidate ids",
-            description="Only these candidates (one per line), whatever their dates. Empty: the run's selection.",
+            description="Only these candidates (one per line), whatever their state: rejected, failed and "
+            "dead-lettered ones are evaluated and sent again. Empty: every candidate that is not converged.",
         ),
         "include_all_pending": Param(
             False,
             type="boolean",
-            title="Include all pending",
-            description="Ignore the data interval: take every candidate not created yet.",
+            title="Retry rejected and failed",
+            description="Also evaluate again every rejected, failed and dead-lettered candidate whose row has not "
+            "changed (after a fix outside the feed, such as a raised quota). Pending and changed candidates are "
+            "always taken.",
         ),
         "limit": Param(
             None,

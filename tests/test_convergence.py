@@ -19,7 +19,7 @@ from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CANDIDATE_COLUMNS, CandidatesTableError
 from partner_central_provider.hooks import PartnerCentralChannelHook
-from tests.test_sync_steps import DAY, INTERVAL, SETTINGS, one, request, statuses
+from tests.test_sync_steps import DAY, INTERVAL, SETTINGS, DiesAfter, Killed, one, request, statuses
 
 NEXT_DAY = (INTERVAL[1], INTERVAL[1] + dt.timedelta(days=1))
 
@@ -574,23 +574,6 @@ def test_history_older_than_the_retention_is_pruned(test_warehouse, emulator):
 
 
 # -- the whole promise ----------------------------------------------------------------------------------------------
-class DiesAfter:
-    """The real boto3 client until the process 'dies' right after the n-th create reached the service."""
-
-    def __init__(self, client, creates: int):
-        self.client, self.left = client, creates
-
-    def __getattr__(self, name):
-        return getattr(self.client, name)
-
-    def create_relationship(self, **request):
-        response = self.client.create_relationship(**request)
-        self.left -= 1
-        if self.left == 0:
-            raise SystemExit("killed")
-        return response
-
-
 def test_after_any_sequence_of_faults_one_clean_run_converges(test_warehouse, emulator):
     """Outage, bad credentials, lost responses, a killed batch and a bad row fixed late; then one run with the fault
     gone: every valid candidate created once, none claimed or pending, no relationship twice."""
@@ -612,7 +595,7 @@ def test_after_any_sequence_of_faults_one_clean_run_converges(test_warehouse, em
     run = request("killed", **loose)
     batches = steps.prepare(warehouse, settings, run)
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
-    with pytest.raises(SystemExit):
+    with pytest.raises(Killed):
         steps.create_batch(
             warehouse, settings, run, batches[0], DiesAfter(PartnerCentralChannelHook().conn, 3), limiter
         )

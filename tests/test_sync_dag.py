@@ -188,3 +188,24 @@ def test_a_trigger_that_breaks_the_params_schema_is_refused(sync_dag, test_wareh
     with pytest.raises(ParamValidationError, match="max_reject_ratio"):
         run(sync_dag, max_reject_ratio=1.5)
     assert creates(emulator) == []
+
+
+def test_expired_credentials_fail_the_run_leave_every_candidate_pending_and_the_next_run_sends_them(
+    sync_dag, test_warehouse, emulator
+):
+    test_warehouse.seed(sample_candidates(DAY))
+    emulator.emulator.configure({"expired_token": True})
+
+    broken = run(sync_dag)
+
+    assert broken.state == "failed"
+    states = outcomes(test_warehouse)
+    assert {row["status"] for row in states.values()} == {"pending", "rejected"}
+    assert all("ExpiredTokenException" in row["error_message"] for row in states.values() if row["status"] == "pending")
+    assert len(creates(emulator)) == 3  # one call per batch, then each batch stopped
+
+    emulator.emulator.configure({"expired_token": False})
+    fixed = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=3))  # a later day: the pending rows come too
+
+    assert fixed.state == "success"
+    assert_each_valid_candidate_created_once(test_warehouse, emulator)

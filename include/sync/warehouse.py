@@ -84,6 +84,10 @@ RESULT_COLUMNS = (
     "fingerprint",
     "failed_runs",
 )
+# An upsert's assignments of a result row (attempts are added up, not replaced).
+RESULT_UPDATES = ", ".join(
+    f"{name} = excluded.{name}" for name in RESULT_COLUMNS if name not in ("candidate_id", "attempts")
+)
 # The run row's counts, in the order a reader follows a run.
 RUN_COUNT_COLUMNS = (
     "selected",
@@ -491,9 +495,7 @@ class Warehouse:
         ]
         columns = ", ".join(RESULT_COLUMNS)
         placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
-        updates = ", ".join(
-            f"{name} = excluded.{name}" for name in RESULT_COLUMNS if name not in ("candidate_id", "attempts")
-        )
+        updates = RESULT_UPDATES
         with self.transaction():
             self.executemany(
                 f"INSERT INTO {t.attempts} ({columns}, request_json) VALUES ({placeholders}, ?)"
@@ -517,14 +519,11 @@ class Warehouse:
         """Make this run's rejections (recorded in its history while the gate was undecided) the current state."""
         t = self.tables
         columns = ", ".join(RESULT_COLUMNS)
-        updates = ", ".join(
-            f"{name} = excluded.{name}" for name in RESULT_COLUMNS if name not in ("candidate_id", "attempts")
-        )
         with self.transaction():
             self.execute(
                 f"INSERT INTO {t.outcomes} ({columns}) SELECT {columns} FROM {t.attempts}"
                 f" WHERE dag_run_id = ? AND status = '{REJECTED}'"
-                f" ON CONFLICT (candidate_id) DO UPDATE SET {updates}, claimed_at = NULL"
+                f" ON CONFLICT (candidate_id) DO UPDATE SET {RESULT_UPDATES}, claimed_at = NULL"
                 f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}', '{CLAIMED}')",
                 [dag_run_id],
             )

@@ -95,16 +95,22 @@ def test_a_backfill_after_an_outage_creates_each_candidate_once_and_a_completed_
 
 
 def test_a_backfill_and_a_manual_run_at_once_share_one_pool_and_one_rate(e2e: Stack, warehouse: TestWarehouse):
-    days = [dt.date(2026, 4, 1) + dt.timedelta(days=n) for n in range(2)]
-    rows = [row for n, day in enumerate(days) for row in candidates(day, 15, first_account=5000 * (n + 1))]
-    # The manual run takes every pending candidate: the backfill's two days, which both runs race for, and a third
-    # day only it covers, so that both sides surely send.
-    rows += candidates(dt.date(2026, 4, 10), 6, first_account=50_000)
-    warehouse.seed(rows)
+    # Every run takes every pending candidate, so to be sure that both sides send, the manual run starts alone on a
+    # day of its own; the backfill's two days land while it is sending, and the backfill races it for what is left.
+    manual_rows = candidates(dt.date(2026, 4, 10), 18, first_account=50_000)
+    warehouse.seed(manual_rows)
     # Calls slower than slots ÷ rate: unbounded, more than POOL_SLOTS calls would be in flight at once.
     e2e.emulator("config", {"latency_ms": 1500})
+    manual = e2e.trigger_sync({})
+    deadline = time.monotonic() + 120
+    while not e2e.creates():
+        assert time.monotonic() < deadline, "the manual run did not start sending"
+        time.sleep(0.2)
+    days = [dt.date(2026, 4, 1) + dt.timedelta(days=n) for n in range(2)]
+    backfill_rows = [row for n, day in enumerate(days) for row in candidates(day, 15, first_account=5000 * (n + 1))]
+    warehouse.seed(backfill_rows)
+    rows = manual_rows + backfill_rows
     backfill = e2e.backfill(days[0], days[-1])
-    manual = e2e.trigger_sync({"include_all_pending": True})
     assert e2e.wait_sync_runs([manual], timeout=300) == {manual: "success"}
     assert set(e2e.wait_backfill(backfill, timeout=300).values()) == {"success"}
 

@@ -26,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 pytestmark = pytest.mark.timeout(900)
-PARAM_TITLES = ["Dry run", "Candidate ids", "Include all pending", "Limit", "Max reject ratio"]
+PARAM_TITLES = ["Dry run", "Candidate ids", "Retry rejected and failed", "Limit", "Max reject ratio"]
 
 
 @pytest.fixture
