@@ -170,3 +170,12 @@ def test_bad_json_in_a_templated_field_names_the_field(emulator):
     with pytest.raises(AirflowFailException, match="tags is not valid JSON"):
         operator(tags="{not json").execute({})
     assert creates(emulator) == []
+
+
+def test_access_denied_fails_at_once_naming_the_iam_actions_to_grant(emulator):
+    emulator.emulator.configure({"access_denied_reason": "ACCESS_DENIED"})
+    with pytest.raises(AirflowFailException) as failure:
+        operator().execute({})
+    message = str(failure.value)
+    assert "AccessDeniedException" in message and "partnercentral:CreateRelationship" in message
+    assert len(creates(emulator)) == 1

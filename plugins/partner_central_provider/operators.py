@@ -127,6 +127,8 @@ class CreateRelationshipOperator(AwsBaseOperator[PartnerCentralChannelHook]):
             )
         except ApiError as error:
             message = f"CreateRelationship failed after {error.attempts} attempt(s): {error}"
+            if error.fix:  # the account's or the deployment's problem (credentials, access, clock): say how to fix it
+                message += f". Fix: {error.fix}"
             # A final answer (validation, access, quota, conflict) fails at once: task retries would not change it.
             raise (AirflowException if error.retryable else AirflowFailException)(message) from None
         return result.as_dict()

@@ -119,7 +119,9 @@ def test_a_backfill_and_a_manual_run_at_once_share_one_pool_and_one_rate(e2e: St
     # Both sides really sent: the overlap was exercised, not one side finding everything done.
     created = warehouse.query("SELECT DISTINCT dag_run_id FROM partner_relationship_attempts WHERE status = 'created'")
     senders = {row["dag_run_id"] for row in created}
-    assert manual in senders, senders
+    # (The DAG's own scheduled run, made when the stack unpaused it, may take some of the manual run's share: it is
+    # a third side of the same race.)
+    assert any(not run_id.startswith("backfill__") for run_id in senders), senders
     assert any(run_id.startswith("backfill__") for run_id in senders), senders
 
 
