@@ -109,3 +109,27 @@ def test_the_shared_limiter_spaces_sends_from_when_they_really_happen(tmp_path):
     throttled_at = now[0]
     second.acquire()
     assert now[0] - throttled_at == pytest.approx(THROTTLE_PAUSE_SECONDS)
+
+
+def test_a_long_wait_for_a_rate_slot_is_logged_with_its_reason(tmp_path, caplog):
+    import logging
+    import sqlite3
+
+    from include.sync.dialect import SQLITE
+    from include.sync.settings import Tables
+    from include.sync.shared_rate_limit import LOGGED_WAIT_SECONDS, WarehouseRateLimiter
+    from include.sync.warehouse import Warehouse
+
+    now = [1000.0]
+    warehouse = Warehouse(sqlite3.connect(tmp_path / "warehouse.db"), SQLITE, Tables())
+    warehouse.create_tables()
+    limiter = WarehouseRateLimiter(
+        warehouse, "aws:test", 10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+    )
+    warehouse.execute("UPDATE partner_central_rate_limit SET next_free_at = ?", [now[0] + LOGGED_WAIT_SECONDS + 2])
+
+    with caplog.at_level(logging.INFO, logger="include.sync.shared_rate_limit"):
+        limiter.acquire()
+
+    assert now[0] == pytest.approx(1000.0 + LOGGED_WAIT_SECONDS + 2)
+    assert "Waiting 7.0 s for a rate slot of aws:test" in caplog.text and "throttled" in caplog.text
