@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from include.sync import candidates as cand
+from include.sync.warehouse import CANDIDATE_COLUMNS
 
 
 def valid_candidates() -> list[dict[str, Any]]:
@@ -16,10 +17,8 @@ def valid_candidates() -> list[dict[str, Any]]:
     settings = sync_settings()
     with open_warehouse(settings) as warehouse:
         warehouse.create_tables()
-        chunks = warehouse.select_candidates(
-            interval=None, candidate_ids=(), limit=None, claim_timeout_seconds=3600, chunk_rows=10_000
-        )
-        return [cand.normalise(row) for chunk in chunks for row in chunk]
+        chunks = warehouse.scan_candidates(CANDIDATE_COLUMNS, (), chunk_rows=10_000)
+        return [cand.normalise(row)[0] for chunk in chunks for row in chunk]
 
 
 def operator_kwargs() -> list[dict[str, Any]]:

@@ -36,7 +36,6 @@ DERIVED_RULES = {
     "linked_problem": "relationship not already linked by another candidate",
 }
 DUPLICATE_RULE = "relationship unique within the run"
-DUPLICATE_ID_RULE = "candidate_id: unique in the candidates table (every copy is rejected)"
 
 
 def model_rules() -> list[tuple[str, Any]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
 import math
@@ -148,8 +149,87 @@ class PhaseTimer:
         return {name: round(value, 3) for name, value in self.seconds.items()}
 
 
+class Triage:
+    """Which candidates of the feed this run takes, and why: one pass over the whole candidates table with each row's
+    current state (a million rows on a large feed, most of them converged: only what is taken is parsed further)."""
+
+    def __init__(self, warehouse: Warehouse, settings: SyncSettings, run: RunRequest, reevaluate_interval: bool):
+        self.warehouse, self.settings, self.run = warehouse, settings, run
+        self.reevaluate_interval = reevaluate_interval
+        self.named = {key for cid in run.candidate_ids if (key := cand.candidate_key(cid))}
+        self.stale_before = warehouse.db_now() - dt.timedelta(seconds=settings.claim_timeout_seconds)
+        self.duplicate_ids, without_id = warehouse.duplicate_ids()
+        self.counts: Counter = Counter(without_id=without_id)
+        self.changed_after_done: list[str] = []
+        self.type_problems: dict[str, list[str]] = {}
+        self.duplicates: list[Outcome] = []  # rejections of duplicated ids, one per id, taken by the caller
+
+    def taken(self, timer: PhaseTimer) -> Iterator[dict[str, Any]]:
+        """The rows to check, cleaned, in candidate_id order, each with its fingerprint and why it was taken."""
+        limit = self.run.limit or math.inf
+        chunks = self.warehouse.scan_candidates(CANDIDATE_COLUMNS, sorted(self.named), self.settings.chunk_rows)
+        while True:
+            with timer.phase("select"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            with timer.phase("triage"):
+                rows = [row for raw in chunk if (row := self._take(raw)) is not None]
+            for row in rows:
+                if self.counts["selected"] >= limit:
+                    return
+                self.counts["selected"] += 1
+                self.counts[f"why:{row['why']}"] += 1
+                self.counts["in_interval"] += self.run.in_interval(row["updated_at"])
+                yield row
+
+    def _take(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        key = cand.candidate_key(raw["candidate_id"])
+        if key is None:
+            return None  # no usable id: counted by duplicate_ids
+        row, problems = cand.clean_values(raw)
+        row["candidate_id"] = key
+        prior = {name: raw[f"prior_{name}"] for name in ("status", "fingerprint", "retryable", "failed_runs")}
+        prior["claimed_at"] = self.warehouse.dialect.parse_time(raw["prior_claimed_at"])
+        copies = self.duplicate_ids.get(key)
+        # All copies of a duplicated id are one rejection; its fingerprint says how many copies there were.
+        fingerprint = f"duplicate-id:{copies}" if copies else cand.fingerprint(row)
+        why = why_taken(prior, fingerprint, stale_before=self.stale_before, reevaluate=False)
+        # updated_at is parsed only where it matters: most rows of a large feed are converged.
+        if why == SETTLED and (
+            key in self.named
+            or self.run.include_all_pending
+            or (self.reevaluate_interval and self.run.in_interval(cand.parse_timestamp(raw["updated_at"])[0]))
+        ):
+            why = REEVALUATE
+        if why in (CONVERGED, CHANGED_AFTER_DONE):
+            self.counts["skipped_done"] += 1
+            if why == CHANGED_AFTER_DONE:
+                self.changed_after_done.append(key)
+            return None
+        if why in (IN_FLIGHT, SETTLED):
+            self.counts[why] += 1
+            return None
+        if copies:
+            if key in self.type_problems:
+                return None  # a further copy
+            problems = [f"{cand.DUPLICATE_ID_RULE} (appears {copies} times)"]
+        row["updated_at"], problem = cand.parse_timestamp(raw["updated_at"])
+        if problem and not copies:
+            problems.append(problem)
+        if problems:
+            self.type_problems[key] = problems
+        row.update(
+            why=why,
+            fingerprint=fingerprint,
+            prior_failed_runs=0 if why == CHANGED else (prior["failed_runs"] or 0),
+            first_check=why in FIRST_CHECK,
+        )
+        return row
+
+
 def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> list[Batch]:
-    from include.sync.quality import DUPLICATE_ID_RULE, CandidateChecks, summary  # Great Expectations: seconds
+    from include.sync.quality import CandidateChecks, summary  # Great Expectations: seconds to import
 
     timer = PhaseTimer()
     warehouse.check_candidates_table(CANDIDATE_COLUMNS, candidate_table_ddl(warehouse.tables.candidates))
@@ -157,89 +237,33 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     rerun = warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
     warehouse.clear_staging(run.dag_run_id)
     warehouse.forget_unfinished(run.dag_run_id)
-    reevaluate_interval = run.backfill or rerun
-    named = {key for cid in run.candidate_ids if (key := cand.candidate_key(cid))}
-    stale_before = warehouse.db_now() - dt.timedelta(seconds=settings.claim_timeout_seconds)
     with timer.phase("select"):
-        duplicate_ids, without_id = warehouse.duplicate_ids()
+        triage = Triage(warehouse, settings, run, reevaluate_interval=run.backfill or rerun)
     checks = CandidateChecks()
-    counts: Counter = Counter(without_id=without_id)
-    changed_after_done: list[str] = []
-    seen_duplicates: set[str] = set()
+    counts = triage.counts
     staged = 0
-    selection = warehouse.scan_candidates(CANDIDATE_COLUMNS, sorted(named), settings.chunk_rows)
-    while counts["selected"] < (run.limit or math.inf):
-        with timer.phase("select"):
-            chunk = next(selection, None)
-        if chunk is None:
-            break
+    # Checked in batches of chunk_rows taken rows, not per chunk read: on a converged feed a chunk takes a handful.
+    for taken in _batched(triage.taken(timer), settings.chunk_rows):
         with timer.phase("quality"):
-            taken: list[dict[str, Any]] = []
-            type_problems: dict[str, list[str]] = {}
-            duplicates: list[Outcome] = []
-            for raw in chunk:
-                key = cand.candidate_key(raw["candidate_id"])
-                if key is None or key in seen_duplicates:
-                    continue  # no usable id: counted above; a further copy of a duplicated id: rejected once
-                row, problems = cand.normalise(raw)
-                row["candidate_id"] = key
-                prior = {name: raw[f"prior_{name}"] for name in ("status", "fingerprint", "retryable", "failed_runs")}
-                prior["claimed_at"] = warehouse.dialect.parse_time(raw["prior_claimed_at"])
-                if key in duplicate_ids:
-                    # All copies are one rejection; its fingerprint says how many copies there were.
-                    fingerprint = f"duplicate-id:{duplicate_ids[key]}"
-                    problems = [f"{DUPLICATE_ID_RULE} (appears {duplicate_ids[key]} times)"]
-                else:
-                    fingerprint = cand.fingerprint(row)
-                reevaluate = bool(
-                    key in named
-                    or run.include_all_pending
-                    or (reevaluate_interval and run.in_interval(row["updated_at"]))
-                )
-                why = why_taken(prior, fingerprint, stale_before=stale_before, reevaluate=reevaluate)
-                if why == CONVERGED:
-                    counts["skipped_done"] += 1
-                    continue
-                if why == CHANGED_AFTER_DONE:
-                    counts["skipped_done"] += 1
-                    changed_after_done.append(key)
-                    continue
-                if why in (IN_FLIGHT, SETTLED):
-                    counts[why] += 1
-                    continue
-                if counts["selected"] >= (run.limit or math.inf):
-                    break
-                counts["selected"] += 1
-                counts[f"why:{why}"] += 1
-                counts["in_interval"] += run.in_interval(row["updated_at"])
-                row["fingerprint"] = fingerprint
-                row["prior_failed_runs"] = 0 if why == CHANGED else (prior["failed_runs"] or 0)
-                row["first_check"] = why in FIRST_CHECK
-                if key in duplicate_ids:
-                    seen_duplicates.add(key)
-                    counts["rejected"] += 1
-                    counts["first_check_rejected"] += row["first_check"]
-                    counts["first_check"] += row["first_check"]
-                    counts[f"rule:{DUPLICATE_ID_RULE}"] += 1
-                    duplicates.append(_rejection(row, problems))
-                    continue
-                if problems:
-                    type_problems[key] = problems
-                taken.append(row)
+            duplicated = [row for row in taken if row["candidate_id"] in triage.duplicate_ids]
+            taken = [row for row in taken if row["candidate_id"] not in triage.duplicate_ids]
             linked = warehouse.linked_identities([token for row in taken if (token := cand.identity_token(row))])
-            result = checks.check(taken, linked, type_problems)
+            result = checks.check(taken, linked, triage.type_problems)
+            for row in duplicated:
+                result.reasons[row["candidate_id"]] = triage.type_problems[row["candidate_id"]]
+                result.rule_failures[cand.DUPLICATE_ID_RULE] += 1
             counts["rejected"] += len(result.reasons)
-            counts["first_check"] += sum(row["first_check"] for row in taken)
+            counts["first_check"] += sum(row["first_check"] for row in (*taken, *duplicated))
             counts["first_check_rejected"] += sum(
-                row["first_check"] for row in taken if row["candidate_id"] in result.reasons
+                row["first_check"] for row in (*taken, *duplicated) if row["candidate_id"] in result.reasons
             )
             counts.update({f"rule:{rule}": n for rule, n in result.rule_failures.items()})
         with timer.phase("record_rejections"):
             # History only, until the gate has passed: a run the gate stops changes no current state, so the next
             # run judges the same rows again.
-            rejected = duplicates + [
+            rejected = [
                 _rejection(row, result.reasons[row["candidate_id"]])
-                for row in taken
+                for row in (*duplicated, *taken)
                 if row["candidate_id"] in result.reasons
             ]
             warehouse.record_many(run.dag_run_id, rejected, current_state=False)
@@ -263,6 +287,11 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
                 staged += 1
             warehouse.stage(run.dag_run_id, rows)
 
+    without_id, duplicate_ids, changed_after_done = (
+        counts["without_id"],
+        triage.duplicate_ids,
+        triage.changed_after_done,
+    )
     failures = Counter({key[5:]: n for key, n in counts.items() if key.startswith("rule:")})
     first_checked = counts["first_check"]
     quality = {
@@ -338,6 +367,11 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         timer.rounded(),
     )
     return batches
+
+
+def _batched(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(itertools.islice(rows, size)):
+        yield batch
 
 
 def _rejection(row: dict[str, Any], reasons: list[str]) -> Outcome:
