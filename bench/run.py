@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Targets (issue 5): creates at ≥ 90% of Q with ≤ 1% throttled and 0 duplicates; the whole run ≤ 1.25 x N ÷ Q"
         " plus a fixed start-up; a million-row feed selected, checked and staged in < 2 min and < 2 GiB; each DAG"
-        " file parsed in < 0.2 s by the DAG processor.",
+        " file parsed in < 0.2 s by the DAG processor. Issue 9: the same million converged with 1% changed, the next"
+        " run's selection and checks in < 20 s and < 1 GiB.",
         "",
     ]
 
