@@ -66,7 +66,7 @@ SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
             type=["null", "integer"],
             minimum=1,
             title="Limit",
-            description="At most this many candidates (in candidate_id order). Empty: no limit.",
+            description="At most this many candidates taken by the run (in candidate_id order). Empty: no limit.",
         ),
         "max_reject_ratio": Param(
             0.2,

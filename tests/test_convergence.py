@@ -523,20 +523,36 @@ def test_a_schedule_written_by_a_clock_far_ahead_does_not_stall_the_others(test_
     assert "ahead of the warehouse's clock" in caplog.text
 
 
-def test_claims_are_judged_by_the_warehouse_clock(test_warehouse):
+def test_claims_are_judged_by_the_warehouse_clock(test_warehouse, monkeypatch):
+    """A worker whose clock runs two hours ahead neither takes over another run's live claim (its own clock would call
+    it stale) nor stamps its claims in the future."""
+    import types
+
+    from include.sync import warehouse as warehouse_module
+
     test_warehouse.seed([])
     warehouse = test_warehouse.warehouse()
     warehouse.create_tables()
-    assert warehouse.claim("run-1", "c1", "pcrel-x", 3600)
-    assert not warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # live claim of another run
-    [row] = test_warehouse.query("SELECT claimed_at FROM partner_relationship_outcomes")
-    claimed_at = warehouse.dialect.parse_time(row["claimed_at"])
-    assert abs((claimed_at - warehouse.db_now()).total_seconds()) < 5
+    assert warehouse.claim("run-1", "c1", "pcrel-x", 3600)  # a worker with a good clock
+
+    class AheadDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime.now(tz) + dt.timedelta(hours=2)
+
+    monkeypatch.setattr(warehouse_module, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": AheadDatetime}))
+    assert not warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # still live by the warehouse's clock
+    assert warehouse.claim("run-2", "c2", "pcrel-y", 3600)
+    rows = {r["candidate_id"]: r for r in test_warehouse.query("SELECT * FROM partner_relationship_outcomes")}
+    assert rows["c1"]["dag_run_id"] == "run-1"
+    claimed_at = warehouse.dialect.parse_time(rows["c2"]["claimed_at"])
+    assert abs((claimed_at - warehouse.db_now()).total_seconds()) < 60
+
     test_warehouse.execute(
-        "UPDATE partner_relationship_outcomes SET claimed_at = ?",
+        "UPDATE partner_relationship_outcomes SET claimed_at = ? WHERE candidate_id = 'c1'",
         [_text_or_time(test_warehouse, claimed_at - dt.timedelta(hours=2))],
     )
-    assert warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # stale: taken over
+    assert warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # stale by the warehouse's clock: taken over
 
 
 def _text_or_time(test_warehouse, moment: dt.datetime):

@@ -110,6 +110,11 @@ def e2e(stack: Stack) -> Iterator[Stack]:
     """The running stack with an empty warehouse, a fresh emulator and no run in flight."""
     stack.emulator("reset", {})
     stack.emulator("config", {"create_rate": 3.0, "latency_ms": 0, "internal_error_rate": 0.0})
+    # Every run takes every pending candidate, so the DAG's own scheduled run (made when the stack unpaused it) joins
+    # the first test's race and may still be finishing: wait for it, bounded.
+    in_flight = [run["dag_run_id"] for run in stack.runs() if run["state"] not in TERMINAL]
+    if in_flight:
+        stack.wait_sync_runs(in_flight, timeout=180)
     for run in stack.runs():
         if run["state"] not in TERMINAL:
             pytest.fail(f"run {run['dag_run_id']} of an earlier test is still {run['state']}")
