@@ -405,14 +405,17 @@ def create_batch(
 ) -> Counter:
     """Send one batch. Each outcome is written when its call returns; rows this run already recorded are skipped,
     so a retried batch picks up where a killed one stopped. An account-level error stops the batch at once: the
-    candidate in hand is released as pending and AccountLevelError propagates with the cause and the fix."""
+    candidate in hand and the rest of the batch are left pending, saying why, and AccountLevelError propagates with
+    the cause and the fix."""
     policy = settings.retry_policy
     counts: Counter = Counter()
-    for row in warehouse.batch(run.dag_run_id, batch.first, batch.end):
+    rows = warehouse.batch(run.dag_run_id, batch.first, batch.end)
+    for index, row in enumerate(rows):
         try:
             outcome = _send(warehouse, settings, run, row, client, limiter, policy, logger)
         except AccountLevelError as stop:
-            warehouse.release(run.dag_run_id, row["candidate_id"], stop.error.code, str(stop))
+            if not run.dry_run:
+                warehouse.leave_pending(run.dag_run_id, rows[index:], stop.error.code, str(stop))
             logger.error(
                 "%s stopped after %s; the rest of the batch stays pending: %s", batch.label, dict(counts), stop
             )
@@ -421,7 +424,7 @@ def create_batch(
             # Not the API's answer (the warehouse, this process): nobody's outcome. Give the claim back if the
             # warehouse still answers, and fail the task with the error as it was raised.
             with contextlib.suppress(Exception):
-                warehouse.release(run.dag_run_id, row["candidate_id"], type(exc).__name__, str(exc))
+                warehouse.leave_pending(run.dag_run_id, [row], type(exc).__name__, str(exc))
             logger.error("%s stopped after %s: %s: %s", batch.label, dict(counts), type(exc).__name__, exc)
             raise
         warehouse.record(run.dag_run_id, outcome, current_state=outcome.status not in (DRY_RUN, SKIPPED))

@@ -453,15 +453,37 @@ class Warehouse:
             return cursor.rowcount == 1
 
     @retry_transient
-    def release(self, dag_run_id: str, candidate_id: str, error_code: str, error_message: str) -> None:
-        """Give a claim back without an outcome (an account-level error): the candidate is pending, and says why."""
+    @retry_transient
+    def leave_pending(
+        self, dag_run_id: str, rows: Sequence[dict[str, Any]], error_code: str, error_message: str
+    ) -> None:
+        """Mark staged candidates that a stopped batch did not send as `pending`, saying why (an account-level error):
+        its own claim is given back, and a candidate another run holds or finished is left alone."""
         t = self.tables
+        now = self.now()
         with self.transaction():
-            self.execute(
-                f"UPDATE {t.outcomes} SET status = '{PENDING}', error_code = ?, error_message = ?, retryable = ?,"
-                " claimed_at = NULL, updated_at = ?"
-                f" WHERE candidate_id = ? AND dag_run_id = ? AND status = '{CLAIMED}'",
-                [error_code, error_message[:2000], self.dialect.bind_bool(True), self.now(), candidate_id, dag_run_id],
+            self.executemany(
+                f"INSERT INTO {t.outcomes} (candidate_id, status, error_code, error_message, retryable, client_token,"
+                f" dag_run_id, updated_at, fingerprint) VALUES (?, '{PENDING}', ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT (candidate_id) DO UPDATE SET status = '{PENDING}', error_code = excluded.error_code,"
+                " error_message = excluded.error_message, retryable = excluded.retryable,"
+                " client_token = excluded.client_token, dag_run_id = excluded.dag_run_id,"
+                " updated_at = excluded.updated_at, fingerprint = excluded.fingerprint, claimed_at = NULL"
+                f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}')"
+                f" AND ({t.outcomes}.status <> '{CLAIMED}' OR {t.outcomes}.dag_run_id = excluded.dag_run_id)",
+                [
+                    (
+                        row["candidate_id"],
+                        error_code,
+                        error_message[:2000],
+                        self.dialect.bind_bool(True),
+                        row["client_token"],
+                        dag_run_id,
+                        now,
+                        row["fingerprint"],
+                    )
+                    for row in rows
+                ],
             )
 
     def record(self, dag_run_id: str, outcome: Outcome, *, current_state: bool = True) -> None:
