@@ -127,11 +127,9 @@ def classify(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, botocore.exceptions.ClientError):
         return _client_error(exc)
-    if isinstance(exc, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.EndpointConnectionError)):
-        # Refused before the request left: retried, then the endpoint is the deployment's problem.
-        return ApiError(type(exc).__name__, str(exc), retryable=True)
     if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
-        # Read timeouts and dropped connections: the request may or may not have reached the service.
+        # Timeouts, refused and dropped connections: retried; the ones refused before the request left (endpoint,
+        # connect timeout) are then the deployment's problem (ACCOUNT_FIXES).
         return ApiError(type(exc).__name__, str(exc), retryable=True)
     return ApiError(type(exc).__name__, str(exc), retryable=False)
 

@@ -86,17 +86,11 @@ FIRST_CHECK = (NEW, CHANGED)
 CONVERGED, CHANGED_AFTER_DONE, IN_FLIGHT, SETTLED = "converged", "changed_after_done", "in_flight", "settled"
 
 
-def why_taken(
-    prior: dict[str, Any],
-    fingerprint: str,
-    *,
-    stale_before: dt.datetime,
-    reevaluate: bool,
-) -> str:
+def why_taken(prior: dict[str, Any], fingerprint: str, *, stale_before: dt.datetime) -> str:
     """Whether a candidate needs this run, and why, from its current state and the fingerprint of its row. The
-    answers that take it: NEW, CHANGED, RETRY, STALE_CLAIM, REEVALUATE; the others leave it: CONVERGED,
-    CHANGED_AFTER_DONE (created, and the row changed since: reported), IN_FLIGHT (another live run's claim), SETTLED
-    (rejected or failed for good with an unchanged row, outside any re-evaluation)."""
+    answers that take it: NEW, CHANGED, RETRY, STALE_CLAIM; the others leave it: CONVERGED, CHANGED_AFTER_DONE
+    (created, and the row changed since: reported), IN_FLIGHT (another live run's claim), SETTLED (rejected or failed
+    for good with an unchanged row: a re-evaluation the run asks for turns it into REEVALUATE)."""
     status = prior.get("status")
     if status is None:
         return NEW
@@ -111,7 +105,7 @@ def why_taken(
         return CHANGED
     if status == PENDING or (status == FAILED and prior.get("retryable")):
         return RETRY
-    return REEVALUATE if reevaluate else SETTLED
+    return SETTLED
 
 
 @dataclass(frozen=True)
@@ -194,7 +188,7 @@ class Triage:
         copies = self.duplicate_ids.get(key)
         # All copies of a duplicated id are one rejection; its fingerprint says how many copies there were.
         fingerprint = f"duplicate-id:{copies}" if copies else cand.fingerprint(row)
-        why = why_taken(prior, fingerprint, stale_before=self.stale_before, reevaluate=False)
+        why = why_taken(prior, fingerprint, stale_before=self.stale_before)
         # updated_at is parsed only where it matters: most rows of a large feed are converged.
         if why == SETTLED and (
             key in self.named

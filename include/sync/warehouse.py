@@ -42,6 +42,8 @@ CREATED, ALREADY_EXISTS, REJECTED, FAILED, DEAD_LETTER, DRY_RUN, CLAIMED, PENDIN
     "skipped",
 )
 DONE = (CREATED, ALREADY_EXISTS)
+# The same, as SQL: `status IN {DONE_SQL}`. A done state is never overwritten, and never sent again.
+DONE_SQL = f"('{CREATED}', '{ALREADY_EXISTS}')"
 CANDIDATE_COLUMNS = (
     "candidate_id",
     "catalog",
@@ -106,7 +108,7 @@ RUN_COUNT_COLUMNS = (
     "unfinished",
 )
 # The prior state each scanned candidate carries, from the current-state table.
-PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs", "client_token")
+PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs")
 # Values per IN (...) list: far below every database's limit on bound parameters.
 IN_LIST_SIZE = 500
 # SQLSTATEs of errors that a second try of the same transaction can get past: serialization failure, deadlock,
@@ -377,7 +379,7 @@ class Warehouse:
             part = wanted[start : start + IN_LIST_SIZE]
             rows = self.execute(
                 f"SELECT client_token, candidate_id FROM {self.tables.outcomes} WHERE client_token IN"
-                f" ({', '.join('?' for _ in part)}) AND status IN ('{CREATED}', '{ALREADY_EXISTS}')",
+                f" ({', '.join('?' for _ in part)}) AND status IN {DONE_SQL}",
                 part,
             ).fetchall()
             found.update(dict(rows))
@@ -387,7 +389,7 @@ class Warehouse:
         """The other candidate recorded with this relationship, if any."""
         row = self.execute(
             f"SELECT candidate_id FROM {self.tables.outcomes} WHERE relationship_id = ? AND candidate_id <> ?"
-            f" AND status IN ('{CREATED}', '{ALREADY_EXISTS}')",
+            f" AND status IN {DONE_SQL}",
             [relationship_id, candidate_id],
         ).fetchone()
         return None if row is None else row[0]
@@ -399,8 +401,7 @@ class Warehouse:
         (failures, rejections, skips) is evaluated again, so it must not count as recorded."""
         with self.transaction():
             self.execute(
-                f"DELETE FROM {self.tables.attempts} WHERE dag_run_id = ?"
-                f" AND status NOT IN ('{CREATED}', '{ALREADY_EXISTS}')",
+                f"DELETE FROM {self.tables.attempts} WHERE dag_run_id = ? AND status NOT IN {DONE_SQL}",
                 [dag_run_id],
             )
 
@@ -445,7 +446,7 @@ class Warehouse:
                 f" VALUES (?, '{CLAIMED}', ?, ?, ?, ?)"
                 f" ON CONFLICT (candidate_id) DO UPDATE SET status = '{CLAIMED}', client_token = excluded.client_token,"
                 " dag_run_id = excluded.dag_run_id, updated_at = excluded.updated_at, claimed_at = excluded.claimed_at"
-                f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}')"
+                f" WHERE {t.outcomes}.status NOT IN {DONE_SQL}"
                 f" AND ({t.outcomes}.status <> '{CLAIMED}' OR {t.outcomes}.dag_run_id = excluded.dag_run_id"
                 f" OR {t.outcomes}.claimed_at < ?)",
                 [candidate_id, client_token, dag_run_id, d.bind_time(now), d.bind_time(now), stale],
@@ -469,7 +470,7 @@ class Warehouse:
                 " error_message = excluded.error_message, retryable = excluded.retryable,"
                 " client_token = excluded.client_token, dag_run_id = excluded.dag_run_id,"
                 " updated_at = excluded.updated_at, fingerprint = excluded.fingerprint, claimed_at = NULL"
-                f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}')"
+                f" WHERE {t.outcomes}.status NOT IN {DONE_SQL}"
                 f" AND ({t.outcomes}.status <> '{CLAIMED}' OR {t.outcomes}.dag_run_id = excluded.dag_run_id)",
                 [
                     (
@@ -531,8 +532,8 @@ class Warehouse:
                     f" ON CONFLICT (candidate_id) DO UPDATE SET {updates},"
                     f" attempts = {t.outcomes}.attempts + excluded.attempts, claimed_at = NULL"
                     # A created relationship is never overwritten by a later failure, rejection or stale run.
-                    f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}')"
-                    f" OR excluded.status IN ('{CREATED}', '{ALREADY_EXISTS}')",
+                    f" WHERE {t.outcomes}.status NOT IN {DONE_SQL}"
+                    f" OR excluded.status IN {DONE_SQL}",
                     rows,
                 )
 
