@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import threading
 from collections import Counter
 
 import pytest
@@ -212,31 +211,48 @@ def test_a_batch_killed_half_way_then_retried_has_no_duplicate_and_no_missing_ou
     assert len({c["client_token"] for c in created_calls}) == 25
 
 
+def send_batch_in_its_own_process(kind: str, airflow_conn: dict, settings, run, batch) -> dict:
+    """One batch task as a worker runs it: its own process, warehouse connection and limiter object."""
+    import sqlite3
+
+    import psycopg2
+
+    from include.sync.dialect import dialect_for
+    from include.sync.warehouse import Warehouse
+    from tests.warehouses import POSTGRES_DSN
+
+    connection = sqlite3.connect(airflow_conn["host"]) if kind == "sqlite" else psycopg2.connect(**POSTGRES_DSN)
+    try:
+        warehouse = Warehouse(connection, dialect_for(kind), Tables())
+        limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
+        return dict(steps.create_batch(warehouse, settings, run, batch, PartnerCentralChannelHook().conn, limiter))
+    finally:
+        connection.close()
+
+
 def test_two_runs_at_once_share_the_rate_and_create_each_relationship_once(test_warehouse, emulator):
-    """Two DAG runs (a backfill and a manual run) over the same candidates, in parallel, each with its own
-    connection and limiter object: the warehouse claims and the shared schedule keep them honest."""
+    """Two DAG runs (a backfill and a manual run) over the same candidates, in parallel, each batch in its own process
+    with its own connection and limiter object, as on workers: the warehouse claims and the shared schedule keep them
+    honest. (Threads of one process would measure the GIL's scheduling as well: a thread kept waiting after taking
+    its slot arrives late and bunches with the next, which separate worker processes do not do to each other.)"""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     emulator.emulator.configure({"create_rate": 5})
     test_warehouse.seed(sample_candidates(DAY, good=20))
     settings = SyncSettings(rate_per_second=5, batch_size=5)
     runs = [request("backfill", max_reject_ratio=0.5), request("manual", max_reject_ratio=0.5)]
     plans = {run.dag_run_id: steps.prepare(test_warehouse.warehouse(), settings, run) for run in runs}
-    errors: list[BaseException] = []
+    jobs = [(run, batch) for run in runs for batch in plans[run.dag_run_id]]
 
-    def worker(run: steps.RunRequest, batch: steps.Batch) -> None:
-        try:
-            warehouse = test_warehouse.warehouse()
-            limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
-            steps.create_batch(warehouse, settings, run, batch, PartnerCentralChannelHook().conn, limiter)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [
+            pool.submit(send_batch_in_its_own_process, test_warehouse.kind, test_warehouse.airflow_conn, settings, *job)
+            for job in jobs
+        ]
+        for future in futures:
+            future.result(timeout=180)  # a batch's error is raised here
 
-    threads = [threading.Thread(target=worker, args=(run, batch)) for run in runs for batch in plans[run.dag_run_id]]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert errors == []
     assert len(emulator.emulator.relationship_list()) == 20
     calls = [c for c in emulator.emulator.call_log() if c["operation"] == "CreateRelationship"]
     assert [c for c in calls if c["error_code"]] == []
