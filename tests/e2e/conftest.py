@@ -78,6 +78,23 @@ class Stack(LocalAirflow):
             if run["run_type"] == "backfill" and first <= run["logical_date"][:10] <= last
         }
 
+    def wait_for_scheduled_run(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(run["run_type"] == "scheduled" for run in self.runs()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no scheduled run {timeout:.0f} s after unpausing; logs in {self.home}/logs")
+            time.sleep(1)
+        self.wait_until_no_run_in_flight(timeout)
+
+    def wait_until_no_run_in_flight(self, timeout: float) -> None:
+        """Until no run of the sync DAG is queued or running, listed afresh each time: the scheduler may add one
+        at any moment (the first after unpausing, the next at midnight UTC)."""
+        deadline = time.monotonic() + timeout
+        while busy := [run["dag_run_id"] for run in self.runs() if run["state"] not in TERMINAL]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"runs {busy} still in flight after {timeout:.0f} s; logs in {self.home}/logs")
+            time.sleep(1)
+
     def creates(self) -> list[dict[str, Any]]:
         return [call for call in self.emulator("calls") if call["operation"] == "CreateRelationship"]
 
@@ -100,6 +117,9 @@ def stack() -> Iterator[Stack]:
     airflow.start(timeout=300)
     try:
         airflow.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        # Unpausing makes the scheduler create the latest interval's run a moment later; let it come and finish
+        # before the first test, so that it never joins a test's race half-way.
+        airflow.wait_for_scheduled_run(timeout=180)
         yield airflow
     finally:
         airflow.stop()
@@ -110,14 +130,7 @@ def e2e(stack: Stack) -> Iterator[Stack]:
     """The running stack with an empty warehouse, a fresh emulator and no run in flight."""
     stack.emulator("reset", {})
     stack.emulator("config", {"create_rate": 3.0, "latency_ms": 0, "internal_error_rate": 0.0})
-    # Every run takes every pending candidate, so the DAG's own scheduled run (made when the stack unpaused it) joins
-    # the first test's race and may still be finishing: wait for it, bounded.
-    in_flight = [run["dag_run_id"] for run in stack.runs() if run["state"] not in TERMINAL]
-    if in_flight:
-        stack.wait_sync_runs(in_flight, timeout=180)
-    for run in stack.runs():
-        if run["state"] not in TERMINAL:
-            pytest.fail(f"run {run['dag_run_id']} of an earlier test is still {run['state']}")
+    stack.wait_until_no_run_in_flight(timeout=180)
     fresh_postgres_database(WAREHOUSE_DB)
     yield stack
 
