@@ -22,6 +22,7 @@ help:
 	@echo "make clean     remove .venv and the local Airflow home"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	scripts/system_packages.sh
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	# Bytecode compiled at install: with PYTHONDONTWRITEBYTECODE set (as on these machines) every process would
@@ -43,6 +44,7 @@ demo: setup
 	@scripts/demo.sh
 
 test: setup
+	@scripts/services.sh
 	@scripts/install_chromium.sh || echo "Chromium could not be installed: the UI test will fail, the others run." >&2
 	$(ENV) python -m pytest
 

@@ -140,26 +140,26 @@ def measure(kind: str, target: str, run_id: str = "bench-1m") -> dict[str, Any]:
 
 
 def _measure_here(kind: str, target: str, run_id: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
     from include.sync import steps
-    from include.sync.dialect import dialect_for
     from include.sync.quality import CandidateChecks  # imported before the clock starts: a one-off cost
     from include.sync.settings import SyncSettings
     from include.sync.warehouse import Warehouse
 
     del CandidateChecks
     if kind == "postgres":
-        import psycopg  # psycopg 3: the driver the Postgres provider's hook returns inside Airflow here
-
-        connection = psycopg.connect(**POSTGRES, dbname=target)
+        # psycopg 3: the driver the Postgres provider's hook uses inside Airflow here
+        url = sa.URL.create("postgresql+psycopg", POSTGRES["user"], None, POSTGRES["host"], POSTGRES["port"], target)
     else:
-        connection = sqlite3.connect(target)
-    warehouse = Warehouse(connection, dialect_for(kind), SyncSettings().tables)
+        url = sa.URL.create("sqlite", database=target)
+    warehouse = Warehouse(sa.create_engine(url), SyncSettings().tables)
     run = steps.RunRequest(dag_run_id=run_id, interval=(DAY, DAY + dt.timedelta(days=1)), max_reject_ratio=1.0)
     start = time.perf_counter()
     batches = steps.prepare(warehouse, SyncSettings(), run)
     seconds = time.perf_counter() - start
     row = warehouse.run(run_id) or {}
-    connection.close()
+    warehouse.close()
     return {
         "seconds": round(seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from botocore.config import Config
 
 from include.emulator.server import EmulatorServer
 from include.emulator.service import Settings
-from tests.warehouses import POSTGRES_DSN, TestWarehouse, reset_postgres
+from tests.warehouses import MARIADB_DSN, POSTGRES_DSN, TestWarehouse, reset_mariadb, reset_postgres
 
 ACCESS_KEY = "AKIATESTACCOUNT00001"
 SECRET_KEY = "test-secret-key-never-logged"
@@ -68,16 +69,24 @@ def _airflow_home_is_local() -> None:
 
 
 # -- warehouses ------------------------------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
 def test_warehouse(request, tmp_path, monkeypatch) -> Iterator[TestWarehouse]:
-    """The sync's warehouse, on SQLite and on the local PostgreSQL server; `partner_warehouse` points at it."""
+    """The sync's warehouse, on SQLite, the local PostgreSQL server and the local MariaDB server;
+    `partner_warehouse` points at it."""
     if request.param == "sqlite":
         import sqlite3
 
         path = str(tmp_path / "warehouse.db")
         airflow_conn = {"conn_type": "sqlite", "host": path}
-        result = TestWarehouse("sqlite", lambda: sqlite3.connect(path, check_same_thread=False), airflow_conn)
-    else:
+        connect = functools.partial(sqlite3.connect, path, check_same_thread=False)
+        result = TestWarehouse("sqlite", connect, f"sqlite:///{path}", airflow_conn)
+    elif request.param == "postgres":
         import psycopg2
 
         reset_postgres()
@@ -88,7 +97,21 @@ def test_warehouse(request, tmp_path, monkeypatch) -> Iterator[TestWarehouse]:
             "login": "postgres",
             "schema": "test",
         }
-        result = TestWarehouse("postgres", lambda: psycopg2.connect(**POSTGRES_DSN), airflow_conn)
+        url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+        result = TestWarehouse("postgres", functools.partial(psycopg2.connect, **POSTGRES_DSN), url, airflow_conn)
+    else:
+        import MySQLdb
+
+        reset_mariadb()
+        airflow_conn = {
+            "conn_type": "mysql",
+            "host": "127.0.0.1",
+            "port": 3306,
+            "login": "root",
+            "schema": MARIADB_DSN["database"],
+        }
+        url = f"mysql+mysqldb://root@127.0.0.1:3306/{MARIADB_DSN['database']}"
+        result = TestWarehouse("mariadb", functools.partial(MySQLdb.connect, **MARIADB_DSN), url, airflow_conn)
     monkeypatch.setenv("AIRFLOW_CONN_PARTNER_WAREHOUSE", json.dumps(airflow_conn))
     yield result
     result.close()

@@ -15,6 +15,7 @@ import pytest
 from include.partner_central.api_errors import IAM_ACTIONS, AccountLevelError, ApiError, classify
 from include.sync import steps
 from include.sync.demo_data import distinct_candidates, insert_candidates, sample_candidates
+from include.sync.dialect import UtcDateTime
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CANDIDATE_COLUMNS, CandidatesTableError
@@ -253,21 +254,25 @@ def test_a_warehouse_lock_in_the_rate_limiter_fails_the_task_and_is_no_candidate
     [batch] = steps.prepare(warehouse, SETTINGS, run)
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
     blocker = test_warehouse.connect()
+    session = {"sqlite": "PRAGMA busy_timeout=50", "postgres": "SET lock_timeout = '50ms'"}
+    session["mariadb"] = "SET SESSION innodb_lock_wait_timeout = 1"
+    warehouse.connection.exec_driver_sql(session[test_warehouse.kind])
+    warehouse.connection.commit()
     if test_warehouse.kind == "sqlite":
-        warehouse.connection.execute("PRAGMA busy_timeout=50")
         blocker.isolation_level = None
         blocker.execute("BEGIN IMMEDIATE")
         expected = "database is locked"
     else:
-        warehouse.execute("SET lock_timeout = '50ms'")
         blocker.cursor().execute("SELECT * FROM partner_central_rate_limit FOR UPDATE")
         expected = "lock"
     try:
-        with pytest.raises(Exception, match=expected) as raised:
+        with pytest.raises(Exception, match=f"(?i){expected}") as raised:
             steps.create_batch(warehouse, SETTINGS, run, batch, PartnerCentralChannelHook().conn, limiter)
-        assert type(raised.value).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg")
+        # The database's own error (SQLAlchemy wraps the driver's), never an API outcome.
+        driver_error = getattr(raised.value, "orig", raised.value)
+        assert type(driver_error).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg", "MySQLdb")
     finally:
-        blocker.rollback() if test_warehouse.kind == "postgres" else blocker.execute("ROLLBACK")
+        blocker.execute("ROLLBACK") if test_warehouse.kind == "sqlite" else blocker.rollback()
         blocker.close()
 
     assert creates(emulator) == []
@@ -333,7 +338,7 @@ def test_null_blank_and_duplicated_ids_are_rejected_and_the_rest_goes_on(test_wa
         test_warehouse.connection,
         rows,
         "partner_relationship_candidates",
-        "%s" if test_warehouse.kind == "postgres" else "?",
+        test_warehouse.placeholder,
     )
 
     row = run_sync(test_warehouse, request(max_reject_ratio=1.0))
@@ -359,13 +364,13 @@ def test_a_missing_table_or_column_fails_at_once_naming_it(test_warehouse):
 
     columns = ", ".join(f"{c} TEXT" for c in CANDIDATE_COLUMNS if c not in ("sector", "tags"))
     test_warehouse.execute(f"CREATE TABLE partner_relationship_candidates ({columns})")
-    with pytest.raises(CandidatesTableError, match=r"has no column\(s\) sector, tags(.|\n)*candidate_id TEXT"):
+    with pytest.raises(CandidatesTableError, match=r"has no column\(s\) sector, tags(.|\n)*candidate_id VARCHAR"):
         steps.prepare(test_warehouse.warehouse(), SETTINGS, request())
 
 
 @pytest.mark.postgres
 def test_the_real_database_error_is_what_the_user_sees(test_warehouse):
-    """psycopg2's server-side cursor: closing it after a failed query must not hide the query's own error."""
+    """A server-side cursor: closing it after a failed query must not hide the query's own error."""
     if test_warehouse.kind != "postgres":
         pytest.skip("PostgreSQL's server-side cursors")
     test_warehouse.seed([one("a", "2026-11-20T10:00:00+00:00")])
@@ -375,16 +380,20 @@ def test_the_real_database_error_is_what_the_user_sees(test_warehouse):
         f"CREATE VIEW partner_relationship_candidates AS SELECT {columns},"
         " (1 / (length(c.candidate_id) - 1))::text AS display_name FROM feed c"
     )
-    with pytest.raises(psycopg2.errors.DivisionByZero, match="division by zero"):
+    with pytest.raises(Exception, match="division by zero") as raised:
         steps.prepare(test_warehouse.warehouse(), SETTINGS, request())
+    assert isinstance(raised.value.orig, psycopg2.errors.DivisionByZero)
 
 
 # -- 4. native types ------------------------------------------------------------------------------------------------
 def test_native_column_types_are_read_as_a_user_would_expect(test_warehouse, emulator):
-    """PostgreSQL: JSONB support_plan and tags, BIGINT ids, timestamp without time zone. SQLite: INTEGER ids and
-    epoch seconds. A numeric account id that lost its leading zeros is rejected by the 12-digit rule."""
+    """PostgreSQL: JSONB support_plan and tags, BIGINT ids, timestamp without time zone. MariaDB: JSON, BIGINT,
+    DATETIME(6). SQLite: INTEGER ids and epoch seconds. A numeric account id that lost its leading zeros is rejected by
+    the 12-digit rule."""
     postgres = test_warehouse.kind == "postgres"
-    json_type, ts_type = ("JSONB", "TIMESTAMP") if postgres else ("TEXT", "INTEGER")
+    json_type, ts_type = {"postgres": ("JSONB", "TIMESTAMP"), "mariadb": ("JSON", "DATETIME(6)")}.get(
+        test_warehouse.kind, ("TEXT", "INTEGER")
+    )
     test_warehouse.execute(
         "CREATE TABLE partner_relationship_candidates (candidate_id BIGINT PRIMARY KEY, catalog TEXT,"
         " association_type TEXT, program_management_account_identifier TEXT, associated_account_id BIGINT,"
@@ -392,9 +401,9 @@ def test_native_column_types_are_read_as_a_user_would_expect(test_warehouse, emu
         f" tags {json_type}, updated_at {ts_type})"
     )
     plan = {"partnerLedSupport": {"coverage": "ENTIRE_ORGANIZATION", "tamLocation": "us-east-1"}}
-    moment = (
-        dt.datetime(2026, 11, 20, 10) if postgres else int(dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC).timestamp())
-    )
+    moment = dt.datetime(2026, 11, 20, 10)
+    if test_warehouse.kind == "sqlite":
+        moment = int(moment.replace(tzinfo=dt.UTC).timestamp())
     base = dict(sample_candidates(DAY, good=1)[0], updated_at=moment)
     rows = [
         dict(base, candidate_id=1, associated_account_id=123456789012, support_plan=plan, tags={"team": "a"}),
@@ -409,7 +418,7 @@ def test_native_column_types_are_read_as_a_user_would_expect(test_warehouse, emu
             )
             for r in rows
         ]
-    placeholder = "%s" if postgres else "?"
+    placeholder = test_warehouse.placeholder
     if postgres:
         from psycopg2.extras import Json
 
@@ -512,8 +521,10 @@ def test_a_schedule_written_by_a_clock_far_ahead_does_not_stall_the_others(test_
     warehouse = test_warehouse.warehouse()
     warehouse.create_tables()
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 10)
-    ahead = float(warehouse.execute(f"SELECT {warehouse.dialect.epoch_sql}").fetchone()[0]) + 600
-    warehouse.execute("UPDATE partner_central_rate_limit SET next_free_at = ? WHERE limiter_key = 'aws:test'", [ahead])
+    ahead = warehouse.db_epoch() + 600
+    test_warehouse.execute(
+        "UPDATE partner_central_rate_limit SET next_free_at = ? WHERE limiter_key = 'aws:test'", [ahead]
+    )
     slept = []
     limiter._sleep = slept.append
 
@@ -546,7 +557,7 @@ def test_claims_are_judged_by_the_warehouse_clock(test_warehouse, monkeypatch):
     assert warehouse.claim("run-2", "c2", "pcrel-y", 3600)
     rows = {r["candidate_id"]: r for r in test_warehouse.query("SELECT * FROM partner_relationship_outcomes")}
     assert rows["c1"]["dag_run_id"] == "run-1"
-    claimed_at = warehouse.dialect.parse_time(rows["c2"]["claimed_at"])
+    claimed_at = UtcDateTime().process_result_value(rows["c2"]["claimed_at"], warehouse.engine.dialect)
     assert abs((claimed_at - warehouse.db_now()).total_seconds()) < 60
 
     test_warehouse.execute(
@@ -557,7 +568,10 @@ def test_claims_are_judged_by_the_warehouse_clock(test_warehouse, monkeypatch):
 
 
 def _text_or_time(test_warehouse, moment: dt.datetime):
-    return moment.isoformat(sep=" ") if test_warehouse.kind == "sqlite" else moment
+    """A time as the sync's own tables keep it: ISO text on SQLite, UTC without zone on MariaDB."""
+    if test_warehouse.kind == "sqlite":
+        return moment.isoformat(sep=" ")
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if test_warehouse.kind == "mariadb" else moment
 
 
 # -- 7. hygiene -----------------------------------------------------------------------------------------------------

@@ -77,9 +77,8 @@ def test_a_caller_woken_too_late_takes_a_new_slot_instead_of_crowding_the_next()
 def test_the_shared_limiter_spaces_sends_from_when_they_really_happen(tmp_path):
     """Two callers on one warehouse schedule, on a fake clock: sends are an interval apart, a late caller's send
     pushes the next one back (no slot is lost, none is crowded), and a throttle pauses everybody for a second."""
-    import sqlite3
+    import sqlalchemy as sa
 
-    from include.sync.dialect import SQLITE
     from include.sync.settings import Tables
     from include.sync.shared_rate_limit import THROTTLE_PAUSE_SECONDS, WarehouseRateLimiter
     from include.sync.warehouse import Warehouse
@@ -89,7 +88,7 @@ def test_the_shared_limiter_spaces_sends_from_when_they_really_happen(tmp_path):
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    warehouse = Warehouse(sqlite3.connect(tmp_path / "warehouse.db"), SQLITE, Tables())
+    warehouse = Warehouse(sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}"), Tables())
     warehouse.create_tables()
     first, second = (WarehouseRateLimiter(warehouse, "aws:test", 10, clock=lambda: now[0], sleep=sleep) for _ in "ab")
     interval = first.own_rate.interval()
@@ -115,18 +114,20 @@ def test_a_long_wait_for_a_rate_slot_is_logged_with_its_reason(tmp_path, caplog)
     import logging
     import sqlite3
 
-    from include.sync.dialect import SQLITE
+    import sqlalchemy as sa
+
     from include.sync.settings import Tables
     from include.sync.shared_rate_limit import LOGGED_WAIT_SECONDS, WarehouseRateLimiter
     from include.sync.warehouse import Warehouse
 
     now = [1000.0]
-    warehouse = Warehouse(sqlite3.connect(tmp_path / "warehouse.db"), SQLITE, Tables())
+    warehouse = Warehouse(sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}"), Tables())
     warehouse.create_tables()
     limiter = WarehouseRateLimiter(
         warehouse, "aws:test", 10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
     )
-    warehouse.execute("UPDATE partner_central_rate_limit SET next_free_at = ?", [now[0] + LOGGED_WAIT_SECONDS + 2])
+    with sqlite3.connect(tmp_path / "warehouse.db") as connection:
+        connection.execute("UPDATE partner_central_rate_limit SET next_free_at = ?", [now[0] + LOGGED_WAIT_SECONDS + 2])
 
     with caplog.at_level(logging.INFO, logger="include.sync.shared_rate_limit"):
         limiter.acquire()

@@ -156,7 +156,7 @@ def test_a_candidate_changed_after_creation_is_reported_not_sent_again(test_ware
     sync(test_warehouse, request("first"))
     test_warehouse.execute(
         "UPDATE partner_relationship_candidates SET display_name = ?, updated_at = ?",
-        ["Renamed", "2026-11-20T11:00:00+00:00"],
+        ["Renamed", test_warehouse.moment("2026-11-20T11:00:00+00:00")],
     )
 
     second = sync(test_warehouse, request("second"))
@@ -211,23 +211,19 @@ def test_a_batch_killed_half_way_then_retried_has_no_duplicate_and_no_missing_ou
     assert len({c["client_token"] for c in created_calls}) == 25
 
 
-def send_batch_in_its_own_process(kind: str, airflow_conn: dict, settings, run, batch) -> dict:
+def send_batch_in_its_own_process(url: str, settings, run, batch) -> dict:
     """One batch task as a worker runs it: its own process, warehouse connection and limiter object."""
-    import sqlite3
+    import sqlalchemy as sa
 
-    import psycopg2
-
-    from include.sync.dialect import dialect_for
     from include.sync.warehouse import Warehouse
-    from tests.warehouses import POSTGRES_DSN
 
-    connection = sqlite3.connect(airflow_conn["host"]) if kind == "sqlite" else psycopg2.connect(**POSTGRES_DSN)
+    warehouse = Warehouse(sa.create_engine(url), Tables())
     try:
-        warehouse = Warehouse(connection, dialect_for(kind), Tables())
         limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
         return dict(steps.create_batch(warehouse, settings, run, batch, PartnerCentralChannelHook().conn, limiter))
     finally:
-        connection.close()
+        warehouse.close()
+        warehouse.engine.dispose()
 
 
 def test_two_runs_at_once_share_the_rate_and_create_each_relationship_once(test_warehouse, emulator):
@@ -246,10 +242,7 @@ def test_two_runs_at_once_share_the_rate_and_create_each_relationship_once(test_
     jobs = [(run, batch) for run in runs for batch in plans[run.dag_run_id]]
 
     with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [
-            pool.submit(send_batch_in_its_own_process, test_warehouse.kind, test_warehouse.airflow_conn, settings, *job)
-            for job in jobs
-        ]
+        futures = [pool.submit(send_batch_in_its_own_process, test_warehouse.url, settings, *job) for job in jobs]
         for future in futures:
             future.result(timeout=180)  # a batch's error is raised here
 

@@ -1,34 +1,50 @@
-"""Real warehouses for the tests: SQLite files and the local PostgreSQL server."""
+"""Real warehouses for the tests: SQLite files, the local PostgreSQL server and the local MariaDB server."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 POSTGRES_DSN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+MARIADB_DSN = {"host": "127.0.0.1", "port": 3306, "user": "root", "database": "partner_sync_test"}
+# The candidates table's updated_at as a user of each database would type it.
+TIMESTAMP_TYPES = {"sqlite": "TEXT", "postgres": "TIMESTAMPTZ", "mariadb": "DATETIME(6)"}
 
 
 class TestWarehouse:
-    """A real warehouse for one test: its DB-API connection for seeding and assertions, and its Airflow connection."""
+    """A real warehouse for one test: a DB-API connection for seeding and assertions, its SQLAlchemy URL for the
+    sync, and its Airflow connection."""
 
     __test__ = False  # a helper, not a test class
 
-    def __init__(self, kind: str, connect, airflow_conn: dict):
+    def __init__(self, kind: str, connect: Callable[[], Any], url: str, airflow_conn: dict):
         self.kind = kind
         self.connect = connect
+        self.url = url
         self.airflow_conn = airflow_conn
         self.connection = connect()
-        self.opened = [self.connection]
+        self.opened: list[Any] = [self.connection]
+
+    @property
+    def placeholder(self) -> str:
+        return "?" if self.kind == "sqlite" else "%s"
 
     def warehouse(self):
-        """A Warehouse on a new connection, as a task in a new process would have; closed with the fixture."""
-        from include.sync.dialect import dialect_for
+        """A Warehouse on a new engine, as a task in a new process would have; closed with the fixture."""
+        import sqlalchemy as sa
+
         from include.sync.settings import Tables
         from include.sync.warehouse import Warehouse
 
-        self.opened.append(self.connect())
-        return Warehouse(self.opened[-1], dialect_for(self.kind), Tables())
+        result = Warehouse(sa.create_engine(self.url), Tables())
+        self.opened.append(result)
+        return result
 
     def close(self) -> None:
-        for connection in self.opened:
-            connection.close()
+        for opened in self.opened:
+            opened.close()
+            if hasattr(opened, "engine"):
+                opened.engine.dispose()
 
     def seed(self, rows, timestamp_type: str | None = None) -> None:
         from include.sync.demo_data import candidate_table_ddl, insert_candidates
@@ -36,14 +52,19 @@ class TestWarehouse:
 
         table = Tables().candidates
         cursor = self.connection.cursor()
-        default_type = "TIMESTAMPTZ" if self.kind == "postgres" else "TEXT"
-        cursor.execute(candidate_table_ddl(table, timestamp_type or default_type))
+        cursor.execute(candidate_table_ddl(table, timestamp_type or TIMESTAMP_TYPES[self.kind]))
         self.connection.commit()
-        insert_candidates(self.connection, rows, table, "%s" if self.kind == "postgres" else "?")
+        if self.kind == "mariadb" and timestamp_type is None:
+            rows = [{**row, "updated_at": _as_mariadb_datetime(row.get("updated_at"))} for row in rows]
+        insert_candidates(self.connection, rows, table, self.placeholder)
+
+    def moment(self, iso: str) -> Any:
+        """An ISO time as this warehouse's updated_at column takes it."""
+        return _as_mariadb_datetime(iso) if self.kind == "mariadb" else iso
 
     def query(self, sql: str, params=()) -> list[dict]:
         cursor = self.connection.cursor()
-        cursor.execute(sql if self.kind == "sqlite" else sql.replace("?", "%s"), params)
+        cursor.execute(sql.replace("?", self.placeholder), params)
         names = [c[0] for c in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         self.connection.commit()
@@ -51,8 +72,19 @@ class TestWarehouse:
 
     def execute(self, sql: str, params=()) -> None:
         cursor = self.connection.cursor()
-        cursor.execute(sql if self.kind == "sqlite" else sql.replace("?", "%s"), params)
+        cursor.execute(sql.replace("?", self.placeholder), params)
         self.connection.commit()
+
+
+def _as_mariadb_datetime(value: Any) -> Any:
+    """An ISO time as a DATETIME column takes it (UTC, no offset); anything else as it is, for the server to judge."""
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return value
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def reset_postgres() -> None:
@@ -62,3 +94,17 @@ def reset_postgres() -> None:
     with psycopg2.connect(**POSTGRES_DSN) as connection, connection.cursor() as cursor:
         cursor.execute("DROP SCHEMA IF EXISTS public CASCADE")
         cursor.execute("CREATE SCHEMA public")
+
+
+def reset_mariadb() -> None:
+    """An empty database `partner_sync_test`."""
+    import MySQLdb
+
+    server = {name: value for name, value in MARIADB_DSN.items() if name != "database"}
+    connection = MySQLdb.connect(**server)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS {MARIADB_DSN['database']}")
+        cursor.execute(f"CREATE DATABASE {MARIADB_DSN['database']} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        connection.close()

@@ -1,18 +1,33 @@
-"""Every difference between the supported warehouses, in one place: placeholders, timestamps, types, locking.
+"""Every difference between the supported databases, in one place, on top of SQLAlchemy Core.
 
-SQL in this package is written once, with `?` placeholders and the ANSI/SQLite spelling of upserts
-(`INSERT ... ON CONFLICT (...) DO UPDATE`, which PostgreSQL shares); a Dialect adapts it to one warehouse.
+Statements are written once as SQLAlchemy Core; SQLAlchemy compiles them for each database. What Core leaves to the
+caller is here: the database's clock, how a session is set up (UTC, locks, SQLite's transactions), the id key, which
+errors a second try gets past, and an insert that leaves existing rows alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
+# Databases that can hold the sync's claims and shared rate schedule: row locks (or SQLite's file lock) and a
+# write per call.
+TRANSACTIONAL = ("sqlite", "postgresql", "mysql", "mariadb")
+# SQLSTATEs of errors that a second try of the same transaction can get past: serialization failure, deadlock,
+# lock not available, statement cancelled (lock_timeout/statement_timeout).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+# MySQL/MariaDB error numbers of the same kind: lock wait timeout, deadlock.
+TRANSIENT_MYSQL_ERRORS = frozenset({1205, 1213})
+# An option on a connection asking SQLite to take the write lock when its transaction begins.
+SQLITE_WRITE_LOCK = "partner_sync_sqlite_write_lock"
+UTC = dt.timezone.utc
 
 
 def identifier(value: str, setting: str) -> str:
@@ -25,82 +40,165 @@ def identifier(value: str, setting: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    placeholder: str
-    timestamp_type: str
-    boolean_type: str
-    row_lock: str  # appended to a SELECT to hold its rows until commit (SQLite locks the whole file instead)
-    now_sql: str  # the warehouse's clock as UTC text or timestamp: claims and the rate schedule use one clock
-    epoch_sql: str  # the warehouse's clock in epoch seconds
+def split_name(name: str) -> tuple[str | None, str]:
+    """`schema.name` → (schema, name); `name` → (None, name)."""
+    schema, _, table = name.rpartition(".")
+    return schema or None, table
 
-    def key(self, column: str) -> str:
-        """A candidate id column of the user's table as the sync stores ids: trimmed text, whatever its type."""
-        return f"TRIM(CAST({column} AS TEXT))"
 
-    def sql(self, statement: str) -> str:
-        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+# -- the database's clock -------------------------------------------------------------------------------------------
+class db_time(FunctionElement):  # noqa: N801 - used like a SQL function
+    """The database's current time, UTC, to the microsecond where it keeps them: claims and timeouts use one clock."""
 
-    def bind_time(self, value: dt.datetime) -> Any:
-        value = value.astimezone(dt.timezone.utc)
-        return value.isoformat(sep=" ") if self.name == "sqlite" else value
+    inherit_cache = True
 
-    def streaming_cursor(self, connection: Any) -> Any:
-        """A cursor that reads a large result in chunks without holding it all in this process. On PostgreSQL, a
-        server-side cursor WITH HOLD: it lives outside transactions, so the writes made while reading it commit (the
-        server materialises the result when the cursor is declared; this process fetches it chunk by chunk)."""
-        if self.name == "postgres":
-            return connection.cursor(name=f"partner_sync_{uuid.uuid4().hex}", withhold=True)
-        return connection.cursor()
 
-    def parse_time(self, value: Any) -> dt.datetime | None:
-        """A timestamp this package wrote (text on SQLite), as an aware UTC datetime."""
+class db_epoch(FunctionElement):  # noqa: N801
+    """The database's current time in seconds since the epoch, as a float: the shared rate schedule's clock."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+@compiles(db_time, "sqlite")
+def _sqlite_time(element: Any, compiler: Any, **kw: Any) -> str:
+    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+
+
+@compiles(db_time, "postgresql")
+def _postgres_time(element: Any, compiler: Any, **kw: Any) -> str:
+    return "clock_timestamp()"
+
+
+@compiles(db_time, "mysql")
+@compiles(db_time, "mariadb")
+def _mysql_time(element: Any, compiler: Any, **kw: Any) -> str:
+    return "UTC_TIMESTAMP(6)"
+
+
+@compiles(db_time)
+def _default_time(element: Any, compiler: Any, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(db_epoch, "sqlite")
+def _sqlite_epoch(element: Any, compiler: Any, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_epoch, "postgresql")
+def _postgres_epoch(element: Any, compiler: Any, **kw: Any) -> str:
+    return "EXTRACT(EPOCH FROM clock_timestamp())"
+
+
+@compiles(db_epoch, "mysql")
+@compiles(db_epoch, "mariadb")
+def _mysql_epoch(element: Any, compiler: Any, **kw: Any) -> str:
+    return "UNIX_TIMESTAMP(SYSDATE(6))"
+
+
+class UtcDateTime(sa.TypeDecorator):
+    """An aware UTC datetime in Python whatever the database keeps: timestamptz on PostgreSQL, DATETIME(6) in UTC on
+    MySQL, ISO text on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
         if isinstance(value, str):
             value = dt.datetime.fromisoformat(value)
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-    def executemany(self, cursor: Any, statement: str, rows: list[tuple]) -> None:
-        """Many rows in few round trips. psycopg2's own executemany sends one statement per row; psycopg 3, which the
-        Postgres provider's hook returns inside Airflow here, pipelines executemany by itself."""
-        if type(cursor).__module__.startswith("psycopg2"):
-            from psycopg2.extras import execute_batch
-
-            execute_batch(cursor, self.sql(statement), rows, page_size=1000)
-        else:
-            cursor.executemany(self.sql(statement), rows)
-
-    def bind_bool(self, value: bool | None) -> Any:
-        return None if value is None else (int(value) if self.name == "sqlite" else value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-SQLITE = Dialect(
-    "sqlite",
-    "?",
-    "TEXT",
-    "INTEGER",
-    "",
-    "strftime('%Y-%m-%d %H:%M:%f', 'now')",
-    "(julianday('now') - 2440587.5) * 86400.0",
-)
-POSTGRES = Dialect(
-    "postgres",
-    "%s",
-    "TIMESTAMPTZ",
-    "BOOLEAN",
-    " FOR UPDATE",
-    "clock_timestamp()",
-    "EXTRACT(EPOCH FROM clock_timestamp())",
-)
-DIALECTS = {"sqlite": SQLITE, "postgres": POSTGRES, "postgresql": POSTGRES}
+def key(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """A candidate id of the user's table as the sync stores ids: trimmed text, whatever the column's type."""
+    return sa.func.trim(sa.cast(column, sa.String))
 
 
-def dialect_for(conn_type: str) -> Dialect:
-    try:
-        return DIALECTS[conn_type]
-    except KeyError:
-        raise ValueError(
-            f"warehouse connection type {conn_type!r} is not supported yet; supported: {', '.join(sorted(DIALECTS))}"
-        ) from None
+# -- sessions -------------------------------------------------------------------------------------------------------
+def configure(engine: sa.Engine) -> sa.Engine:
+    """Every session in UTC; on SQLite, WAL with a busy timeout and transactions the sync begins itself (plain BEGIN,
+    or BEGIN IMMEDIATE where it must hold the write lock from the start); on MySQL, READ COMMITTED."""
+    name = engine.dialect.name
+
+    @sa.event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        if name == "sqlite":
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            # WAL: a long read (the selection) does not block other tasks' writes; and wait for locks, don't fail.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+            return
+        cursor = dbapi_connection.cursor()
+        if name == "postgresql":
+            cursor.execute("SET TIME ZONE 'UTC'")
+        elif name in ("mysql", "mariadb"):
+            cursor.execute("SET time_zone = '+00:00'")
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cursor.close()
+        if name == "postgresql":
+            dbapi_connection.commit()
+
+    if name == "sqlite":
+
+        @sa.event.listens_for(engine, "begin")
+        def on_begin(connection: sa.Connection) -> None:
+            immediate = connection.get_execution_options().get(SQLITE_WRITE_LOCK)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that the same transaction may get past on a second try (a lock, not a broken query)."""
+    original = getattr(exc, "orig", None) or exc
+    code = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
+    if code in TRANSIENT_SQLSTATES:
+        return True
+    args = getattr(original, "args", ())
+    if args and args[0] in TRANSIENT_MYSQL_ERRORS:
+        return True
+    text = str(original).lower()
+    return type(original).__name__ == "OperationalError" and ("database is locked" in text or "is busy" in text)
+
+
+def insert_missing(table: sa.Table, dialect: sa.Dialect) -> Any:
+    """INSERT that leaves a row already there (by primary key) as it is: with a conditional UPDATE after it, the one
+    way of writing an upsert with a condition that every database here shares."""
+    if dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect.name in ("mysql", "mariadb"):
+        first_key = next(iter(table.primary_key.columns))
+        return mysql.insert(table).on_duplicate_key_update({first_key.name: first_key})
+    raise ValueError(f"{dialect.name} cannot hold the sync's state; use one of {', '.join(TRANSACTIONAL)}")
+
+
+def upsert(table: sa.Table, dialect: sa.Dialect, updated: list[str]) -> Any:
+    """INSERT that overwrites the given columns of a row already there (by primary key)."""
+    if dialect.name in ("postgresql", "sqlite"):
+        module = postgresql if dialect.name == "postgresql" else sqlite
+        statement = module.insert(table)
+        keys = [column.name for column in table.primary_key.columns]
+        return statement.on_conflict_do_update(
+            index_elements=keys, set_={name: statement.excluded[name] for name in updated}
+        )
+    if dialect.name in ("mysql", "mariadb"):
+        statement = mysql.insert(table)
+        return statement.on_duplicate_key_update({name: statement.inserted[name] for name in updated})
+    raise ValueError(f"{dialect.name} cannot hold the sync's state; use one of {', '.join(TRANSACTIONAL)}")

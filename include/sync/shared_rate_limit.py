@@ -16,7 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 
+import sqlalchemy as sa
+
 from include.partner_central.rate_limit import AdaptiveRateLimiter
+from include.sync.dialect import db_epoch, insert_missing
 from include.sync.warehouse import Warehouse, retry_transient
 
 THROTTLE_PAUSE_SECONDS = 1.0
@@ -44,32 +47,25 @@ class WarehouseRateLimiter:
         self.own_rate = AdaptiveRateLimiter(rate)  # only its rate bookkeeping is used
         self._clock = clock
         self._sleep = sleep
-        table = warehouse.tables.rate_limit
+        rate_limit = warehouse.schema.rate_limit
         self._select = (
-            f"SELECT next_free_at, {warehouse.dialect.epoch_sql} FROM {table} WHERE limiter_key = ?"
-            f"{warehouse.dialect.row_lock}"
+            sa.select(rate_limit.c.next_free_at, db_epoch()).where(rate_limit.c.limiter_key == key).with_for_update()
         )
-        self._upsert = (
-            f"INSERT INTO {table} (limiter_key, next_free_at) VALUES (?, ?)"
-            " ON CONFLICT (limiter_key) DO UPDATE SET next_free_at = excluded.next_free_at"
-        )
+        self._move = sa.update(rate_limit).where(rate_limit.c.limiter_key == key)
         # The row exists before anyone locks it: two first callers must not both find it missing.
-        with warehouse.transaction():
-            warehouse.execute(
-                f"INSERT INTO {table} (limiter_key, next_free_at) VALUES (?, 0) ON CONFLICT (limiter_key) DO NOTHING",
-                [key],
-            )
+        with warehouse.transaction() as connection:
+            connection.execute(insert_missing(rate_limit, connection.dialect), {"limiter_key": key, "next_free_at": 0})
 
-    def _read(self) -> tuple[float, float]:
+    def _read(self, connection: sa.Connection) -> tuple[float, float]:
         """(now, the account's next free instant), under the row's lock."""
-        next_free, db_now = self.warehouse.execute(self._select, [self.key]).fetchone()
+        next_free, db_now = connection.execute(self._select).one()
         return (self._clock() if self._clock else float(db_now)), float(next_free)
 
     @retry_transient
     def acquire(self) -> None:
         while True:
-            with self.warehouse.transaction(lock=True):
-                now, next_free = self._read()
+            with self.warehouse.transaction(lock=True) as connection:
+                now, next_free = self._read(connection)
                 if next_free - now > MAX_PLAUSIBLE_WAIT_SECONDS:
                     log.warning(
                         "The shared rate schedule of %s was %.0f s ahead of the warehouse's clock (written by a clock "
@@ -79,7 +75,7 @@ class WarehouseRateLimiter:
                     )
                     next_free = now
                 if now >= next_free:
-                    self.warehouse.execute(self._upsert, [self.key, now + self.own_rate.interval()])
+                    connection.execute(self._move.values(next_free_at=now + self.own_rate.interval()))
                     return
             wait = next_free - now
             if wait > LOGGED_WAIT_SECONDS:
@@ -95,10 +91,10 @@ class WarehouseRateLimiter:
     @retry_transient
     def throttled(self) -> None:
         self.own_rate.throttled()
-        with self.warehouse.transaction(lock=True):
-            now, next_free = self._read()
+        with self.warehouse.transaction(lock=True) as connection:
+            now, next_free = self._read(connection)
             pause_until = max(now + THROTTLE_PAUSE_SECONDS, min(next_free, now + MAX_PLAUSIBLE_WAIT_SECONDS))
-            self.warehouse.execute(self._upsert, [self.key, pause_until])
+            connection.execute(self._move.values(next_free_at=pause_until))
 
     def succeeded(self) -> None:
         self.own_rate.succeeded()

@@ -184,7 +184,7 @@ class Triage:
         row, problems = cand.clean_values(raw)
         row["candidate_id"] = key
         prior = {name: raw[f"prior_{name}"] for name in ("status", "fingerprint", "retryable", "failed_runs")}
-        prior["claimed_at"] = self.warehouse.dialect.parse_time(raw["prior_claimed_at"])
+        prior["claimed_at"] = raw["prior_claimed_at"]
         copies = self.duplicate_ids.get(key)
         # All copies of a duplicated id are one rejection; its fingerprint says how many copies there were.
         fingerprint = f"duplicate-id:{copies}" if copies else cand.fingerprint(row)
@@ -515,11 +515,8 @@ def finish(
     if counts["failed_retryable"]:
         problems.append(f"{counts['failed_retryable']} candidate(s) failed with a retryable error")
     if counts["unfinished"]:
-        stopped = warehouse.rows(
-            f"SELECT error_message FROM {warehouse.tables.outcomes} WHERE dag_run_id = ? AND status = '{PENDING}'",
-            [run.dag_run_id],
-        )
-        cause = f": {stopped[0]['error_message']}" if stopped else " (see the create_relationships tasks' logs)"
+        stopped = warehouse.pending_reason(run.dag_run_id)
+        cause = f": {stopped}" if stopped else " (see the create_relationships tasks' logs)"
         problems.append(f"{counts['unfinished']} staged candidate(s) were not sent; a batch stopped{cause}")
     if counts[DEAD_LETTER]:
         problems.append(

@@ -1,8 +1,10 @@
-"""The sync's tables and every statement it runs on them, over one DB-API connection.
+"""The sync's tables and every statement it runs on them, as SQLAlchemy Core over one engine.
 
-Values are always bound; table names come from validated settings. Writes are UPSERTs keyed by candidate and DAG
-run, so a retried task or a re-run writes the same rows again instead of adding more. Times that decide who may
-send (claims) come from the warehouse's clock, never a worker's. Transient database errors (a lock wait, a deadlock,
+Values are always bound; table names come from validated settings. Writes are keyed by candidate and DAG run, so a
+retried task or a re-run writes the same rows again instead of adding more. A write with a condition (a claim, an
+outcome that must not overwrite a created relationship) is an insert of the missing row and a conditional UPDATE in
+one transaction: the one spelling that SQLite, PostgreSQL and MySQL/MariaDB share. Times that decide who may send
+(claims) come from the database's clock, never a worker's. Transient database errors (a lock wait, a deadlock,
 "database is locked") are retried; anything else propagates as the database said it, never as an API outcome.
 """
 
@@ -15,12 +17,13 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import tenacity
 
-from include.sync.dialect import Dialect
+from include.sync import dialect as db
 from include.sync.settings import Tables
 
 log = logging.getLogger(__name__)
@@ -41,9 +44,8 @@ CREATED, ALREADY_EXISTS, REJECTED, FAILED, DEAD_LETTER, DRY_RUN, CLAIMED, PENDIN
     "pending",
     "skipped",
 )
+# A done state is never overwritten, and never sent again.
 DONE = (CREATED, ALREADY_EXISTS)
-# The same, as SQL: `status IN {DONE_SQL}`. A done state is never overwritten, and never sent again.
-DONE_SQL = f"('{CREATED}', '{ALREADY_EXISTS}')"
 CANDIDATE_COLUMNS = (
     "candidate_id",
     "catalog",
@@ -63,33 +65,13 @@ CANDIDATE_COLUMNS = (
 def candidate_table_ddl(table: str, timestamp_type: str = "TEXT") -> str:
     """The candidates table the sync expects (the demo and the tests create it; a user's may differ in types)."""
     return (
-        f"CREATE TABLE IF NOT EXISTS {table} (candidate_id TEXT PRIMARY KEY, catalog TEXT,"
+        f"CREATE TABLE IF NOT EXISTS {table} (candidate_id VARCHAR(255) PRIMARY KEY, catalog TEXT,"
         " association_type TEXT, program_management_account_identifier TEXT, associated_account_id TEXT,"
         " display_name TEXT, resale_account_model TEXT, sector TEXT, account_scope TEXT, support_plan TEXT,"
         f" tags TEXT, updated_at {timestamp_type})"
     )
 
 
-RESULT_COLUMNS = (
-    "candidate_id",
-    "status",
-    "relationship_id",
-    "relationship_arn",
-    "error_code",
-    "error_message",
-    "retryable",
-    "attempts",
-    "client_token",
-    "dag_run_id",
-    "updated_at",
-    "candidate_updated_at",
-    "fingerprint",
-    "failed_runs",
-)
-# An upsert's assignments of a result row (attempts are added up, not replaced).
-RESULT_UPDATES = ", ".join(
-    f"{name} = excluded.{name}" for name in RESULT_COLUMNS if name not in ("candidate_id", "attempts")
-)
 # The run row's counts, in the order a reader follows a run.
 RUN_COUNT_COLUMNS = (
     "selected",
@@ -111,18 +93,97 @@ RUN_COUNT_COLUMNS = (
 PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs")
 # Values per IN (...) list: far below every database's limit on bound parameters.
 IN_LIST_SIZE = 500
-# SQLSTATEs of errors that a second try of the same transaction can get past: serialization failure, deadlock,
-# lock not available, statement cancelled (lock_timeout/statement_timeout).
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+ID = sa.String(255)
+RUN_ID = sa.String(250)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A database error that the same statement may get past on a second try (a lock, not a broken query)."""
-    code = getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)
-    if code in TRANSIENT_SQLSTATES:
-        return True
-    text = str(exc).lower()
-    return type(exc).__name__ == "OperationalError" and ("database is locked" in text or "is busy" in text)
+def result_columns() -> list[sa.Column]:
+    """What a candidate's outcome holds: in the current state (outcomes) and in each run's history (attempts)."""
+    return [
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("relationship_id", ID),
+        sa.Column("relationship_arn", sa.Text),
+        sa.Column("error_code", sa.Text),
+        sa.Column("error_message", sa.Text),
+        sa.Column("retryable", sa.Boolean),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("client_token", ID),
+        sa.Column("dag_run_id", RUN_ID, nullable=False),
+        sa.Column("updated_at", db.UtcDateTime, nullable=False),
+        sa.Column("candidate_updated_at", sa.Text),
+        sa.Column("fingerprint", sa.Text),
+        sa.Column("failed_runs", sa.Integer, nullable=False, server_default="0"),
+    ]
+
+
+RESULT_COLUMNS = ("candidate_id", *(column.name for column in result_columns()))
+
+
+class Schema:
+    """The sync's own tables, named by the settings."""
+
+    def __init__(self, tables: Tables):
+        self.metadata = sa.MetaData()
+
+        def table(setting: str, *items: Any) -> sa.Table:
+            schema, name = db.split_name(getattr(tables, setting))
+            return sa.Table(name, self.metadata, *items, schema=schema)
+
+        self.outcomes = table(
+            "outcomes",
+            sa.Column("candidate_id", ID, primary_key=True),
+            *result_columns(),
+            sa.Column("claimed_at", db.UtcDateTime),
+        )
+        self.attempts = table(
+            "attempts",
+            sa.Column("candidate_id", ID, primary_key=True),
+            *result_columns(),
+            sa.Column("request_json", sa.Text),
+        )
+        self.attempts.c.dag_run_id.primary_key = True
+        self.attempts.primary_key = sa.PrimaryKeyConstraint(self.attempts.c.dag_run_id, self.attempts.c.candidate_id)
+        self.runs = table(
+            "runs",
+            sa.Column("dag_run_id", RUN_ID, primary_key=True),
+            sa.Column("data_interval_start", db.UtcDateTime),
+            sa.Column("data_interval_end", db.UtcDateTime),
+            sa.Column("is_dry_run", sa.Boolean, nullable=False),
+            *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in RUN_COUNT_COLUMNS),
+            sa.Column("quality_summary", sa.Text),
+            sa.Column("phase_seconds", sa.Text),
+            sa.Column("staged_at", db.UtcDateTime),
+            sa.Column("started_at", db.UtcDateTime, nullable=False),
+            sa.Column("ended_at", db.UtcDateTime),
+        )
+        self.staging = table(
+            "staging",
+            sa.Column("dag_run_id", RUN_ID, primary_key=True),
+            sa.Column("candidate_id", ID, primary_key=True),
+            sa.Column("seq", sa.Integer, nullable=False),
+            sa.Column("request_json", sa.Text, nullable=False),
+            sa.Column("client_token", ID, nullable=False),
+            sa.Column("candidate_updated_at", sa.Text),
+            sa.Column("fingerprint", sa.Text),
+            sa.Column("prior_failed_runs", sa.Integer, nullable=False, server_default="0"),
+        )
+        self.rate_limit = table(
+            "rate_limit",
+            sa.Column("limiter_key", ID, primary_key=True),
+            sa.Column("next_free_at", sa.Double, nullable=False),
+        )
+        # Who holds a relationship identity (its token) or a relationship: the already-linked rule's look-ups.
+        sa.Index(f"{self.staging.name}_seq", self.staging.c.dag_run_id, self.staging.c.seq)
+        sa.Index(f"{self.outcomes.name}_token", self.outcomes.c.client_token)
+        sa.Index(f"{self.outcomes.name}_relationship", self.outcomes.c.relationship_id)
+        sa.Index(f"{self.attempts.name}_updated", self.attempts.c.updated_at)
+        schema, name = db.split_name(tables.candidates)
+        self.candidates_name = (schema, name)
+
+    def candidates(self, columns: Sequence[str]) -> sa.TableClause:
+        """The user's candidates table (or view), with the columns the sync reads; never created or altered here."""
+        schema, name = self.candidates_name
+        return sa.table(name, *(sa.column(column) for column in columns), schema=schema)
 
 
 def retry_transient(method: F) -> F:
@@ -131,7 +192,7 @@ def retry_transient(method: F) -> F:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(db.is_transient),
             stop=tenacity.stop_after_attempt(6),
             wait=tenacity.wait_random_exponential(multiplier=0.2, max=5),
             before_sleep=lambda state: log.warning(
@@ -165,133 +226,82 @@ class Outcome:
     failed_runs: int = 0
 
 
+def none_of(column: sa.ColumnElement[Any], values: Sequence[str]) -> sa.ColumnElement[bool]:
+    """`column NOT IN (values)` spelled out, which executemany (one statement, many rows) accepts."""
+    return sa.and_(*(column != value for value in values))
+
+
 class Warehouse:
-    def __init__(self, connection: Any, dialect: Dialect, tables: Tables):
-        self.connection = connection
-        self.dialect = dialect
+    """The sync's tables on one engine. One connection writes (and holds the session a test or task configures);
+    the long selection reads on a second one, so that its writes commit while it reads."""
+
+    def __init__(self, engine: sa.Engine, tables: Tables):
+        if engine.dialect.name not in db.TRANSACTIONAL:
+            raise ValueError(
+                f"the warehouse connection is {engine.dialect.name}, which cannot hold the sync's claims and rate"
+                f" schedule; supported: {', '.join(db.TRANSACTIONAL)}"
+            )
+        self.engine = db.configure(engine)
         self.tables = tables
-        # Autocommit, with explicit transactions (see transaction()): a read never leaves a transaction open that
-        # would hold locks while the task waits on the API.
-        if dialect.name == "sqlite":
-            connection.isolation_level = None
-            # WAL: a long read (the selection) does not block other tasks' writes; and wait for locks, don't fail.
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=30000")
-        else:
-            connection.autocommit = True
-            connection.cursor().execute("SET TIME ZONE 'UTC'")
+        self.schema = Schema(tables)
+        self.connection = engine.connect()
+
+    def close(self) -> None:
+        self.connection.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------------
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
-        cursor = self.connection.cursor()
-        cursor.execute(self.dialect.sql(statement), tuple(params))
-        return cursor
-
-    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self.dialect.executemany(self.connection.cursor(), statement, [tuple(row) for row in rows])
-
-    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.execute(statement, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
     @contextmanager
-    def transaction(self, lock: bool = False) -> Iterator[None]:
+    def transaction(self, lock: bool = False) -> Iterator[sa.Connection]:
         """One transaction; with lock=True on SQLite it holds the write lock from the start (BEGIN IMMEDIATE)."""
-        cursor = self.connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE" if lock and self.dialect.name == "sqlite" else "BEGIN")
+        connection = self.connection
+        if lock:
+            connection.execution_options(**{db.SQLITE_WRITE_LOCK: True})
         try:
-            yield
-            cursor.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):  # the first error is the one to see, not a failed rollback
-                cursor.execute("ROLLBACK")
-            raise
+            with connection.begin():
+                yield connection
+        finally:
+            if lock:
+                connection.execution_options(**{db.SQLITE_WRITE_LOCK: False})
+
+    def _reading(self) -> contextlib.AbstractContextManager[Any]:
+        """The current transaction, or a short one of its own for a read: none stays open while the task waits."""
+        return contextlib.nullcontext() if self.connection.in_transaction() else self.connection.begin()
+
+    def _all(self, statement: Any, params: Any = None) -> list[sa.Row]:
+        with self._reading():
+            return list(self.connection.execute(statement, params))
+
+    def _dicts(self, statement: Any, params: Any = None) -> list[dict[str, Any]]:
+        return [dict(row._mapping) for row in self._all(statement, params)]
 
     def db_now(self) -> dt.datetime:
         """The warehouse's clock: every worker's claims and timeouts are judged by it, not by their own clocks."""
-        value = self.execute(f"SELECT {self.dialect.now_sql}").fetchone()[0]
-        return self.dialect.parse_time(value)  # type: ignore[return-value]
+        return self._all(sa.select(sa.type_coerce(db.db_time(), db.UtcDateTime())))[0][0]
 
-    def now(self) -> Any:
-        return self.dialect.bind_time(self.db_now())
+    def db_epoch(self) -> float:
+        return float(self._all(sa.select(db.db_epoch()))[0][0])
+
+    def now(self) -> dt.datetime:
+        return self.db_now()
 
     # -- schema ---------------------------------------------------------------------------------------------------
     @retry_transient
     def create_tables(self) -> None:
-        ts, boolean, t = self.dialect.timestamp_type, self.dialect.boolean_type, self.tables
-        result_columns = f"""
-            status TEXT NOT NULL,
-            relationship_id TEXT,
-            relationship_arn TEXT,
-            error_code TEXT,
-            error_message TEXT,
-            retryable {boolean},
-            attempts INTEGER NOT NULL DEFAULT 0,
-            client_token TEXT,
-            dag_run_id TEXT NOT NULL,
-            updated_at {ts} NOT NULL,
-            candidate_updated_at TEXT,
-            fingerprint TEXT,
-            failed_runs INTEGER NOT NULL DEFAULT 0"""
-        counts = ",\n".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in RUN_COUNT_COLUMNS)
-        bare = {name: getattr(t, name).split(".")[-1] for name in ("outcomes", "staging", "attempts")}
-        statements = [
-            f"CREATE TABLE IF NOT EXISTS {t.outcomes} (candidate_id TEXT PRIMARY KEY, {result_columns},"
-            f" claimed_at {ts})",
-            f"CREATE TABLE IF NOT EXISTS {t.attempts} (candidate_id TEXT NOT NULL, {result_columns},"
-            " request_json TEXT, PRIMARY KEY (dag_run_id, candidate_id))",
-            f"""CREATE TABLE IF NOT EXISTS {t.runs} (
-                dag_run_id TEXT PRIMARY KEY,
-                data_interval_start {ts},
-                data_interval_end {ts},
-                is_dry_run {boolean} NOT NULL,
-                {counts},
-                quality_summary TEXT,
-                phase_seconds TEXT,
-                staged_at {ts},
-                started_at {ts} NOT NULL,
-                ended_at {ts})""",
-            f"""CREATE TABLE IF NOT EXISTS {t.staging} (
-                dag_run_id TEXT NOT NULL,
-                candidate_id TEXT NOT NULL,
-                seq INTEGER NOT NULL,
-                request_json TEXT NOT NULL,
-                client_token TEXT NOT NULL,
-                candidate_updated_at TEXT,
-                fingerprint TEXT,
-                prior_failed_runs INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (dag_run_id, candidate_id))""",
-            f"CREATE TABLE IF NOT EXISTS {t.rate_limit} (limiter_key TEXT PRIMARY KEY, next_free_at DOUBLE PRECISION"
-            " NOT NULL)",
-        ]
-        indexes = [
-            f"CREATE INDEX IF NOT EXISTS {bare['staging']}_seq ON {t.staging} (dag_run_id, seq)",
-            # Who holds a relationship identity (its token) or a relationship: the already-linked rule's look-ups.
-            f"CREATE INDEX IF NOT EXISTS {bare['outcomes']}_token ON {t.outcomes} (client_token)",
-            f"CREATE INDEX IF NOT EXISTS {bare['outcomes']}_relationship ON {t.outcomes} (relationship_id)",
-            f"CREATE INDEX IF NOT EXISTS {bare['attempts']}_updated ON {t.attempts} (updated_at)",
-        ]
-        # Tables made by an earlier version gain the columns added since (they are all nullable or defaulted).
-        added = {
-            t.outcomes: {"fingerprint": "TEXT", "failed_runs": "INTEGER NOT NULL DEFAULT 0"},
-            t.attempts: {"fingerprint": "TEXT", "failed_runs": "INTEGER NOT NULL DEFAULT 0"},
-            t.staging: {"fingerprint": "TEXT", "prior_failed_runs": "INTEGER NOT NULL DEFAULT 0"},
-            t.runs: {"in_interval": "INTEGER NOT NULL DEFAULT 0", "dead_letter": "INTEGER NOT NULL DEFAULT 0"},
-        }
+        """Create the sync's tables; tables made by an earlier version gain the columns and indexes added since (each
+        added column is nullable or has a default)."""
         for attempt in (1, 2):
             try:
-                with self.transaction():
-                    for statement in statements:
-                        self.execute(statement)
-                    for table, columns in added.items():
-                        present = self.column_names(table)
-                        for name, kind in columns.items():
-                            if name not in present:
-                                self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                    for statement in indexes:
-                        self.execute(statement)
+                with self.transaction() as connection:
+                    self.schema.metadata.create_all(connection, checkfirst=True)
+                    inspector = sa.inspect(connection)
+                    for table in self.schema.metadata.sorted_tables:
+                        present = {column["name"].lower() for column in inspector.get_columns(table.name, table.schema)}
+                        for column in table.columns:
+                            if column.name not in present:
+                                added = sa.schema.CreateColumn(column).compile(dialect=connection.dialect)
+                                connection.exec_driver_sql(f"ALTER TABLE {table.fullname} ADD COLUMN {added}")
+                        for index in table.indexes:
+                            index.create(connection, checkfirst=True)
                 return
             except Exception:
                 # Two runs creating the tables at the same moment: PostgreSQL lets one of them fail; the second
@@ -300,10 +310,10 @@ class Warehouse:
                     raise
 
     def column_names(self, table: str) -> set[str]:
-        cursor = self.execute(f"SELECT * FROM {table} WHERE 1 = 0")
-        names = {str(column[0]).lower() for column in cursor.description}
-        cursor.fetchall()
-        return names
+        schema, name = db.split_name(table)
+        statement = sa.select(sa.text("*")).select_from(sa.table(name, schema=schema)).where(sa.false())
+        with self._reading():
+            return {str(column).lower() for column in self.connection.execute(statement).keys()}  # noqa: SIM118
 
     def check_candidates_table(self, columns: Sequence[str], expected_ddl: str) -> None:
         """Fail at once, naming what is missing, when the candidates table or one of its columns is not there."""
@@ -317,8 +327,9 @@ class Warehouse:
         try:
             present = self.column_names(table)
         except Exception as exc:
+            reason = str(getattr(exc, "orig", exc)).strip()
             raise CandidatesTableError(
-                f"The candidates table {table} cannot be read ({type(exc).__name__}: {str(exc).strip()}).\n{how}"
+                f"The candidates table {table} cannot be read ({type(exc).__name__}: {reason}).\n{how}"
             ) from exc
         missing = [name for name in columns if name not in present]
         if missing:
@@ -332,40 +343,37 @@ class Warehouse:
 
         The whole table, not a time window: which rows need work is decided by their state and fingerprint, so late
         rows, rows without a usable updated_at and intervals never run are all seen. Ids are joined as the sync
-        stores them (trimmed text), whatever the column's type."""
-        t, d = self.tables, self.dialect
-        key = d.key("c.candidate_id")
-        selected = ", ".join(
-            [*(f"c.{name}" for name in columns), *(f"o.{name} AS prior_{name}" for name in PRIOR_COLUMNS)]
-        )
-        where, params = "", list(candidate_ids)
-        if candidate_ids:
-            where = f" WHERE {key} IN ({', '.join('?' for _ in candidate_ids)})"
+        stores them (trimmed text), whatever the column's type. Read on a connection of its own, streamed (a
+        server-side cursor where the database has one), so memory stays bounded and the writes made meanwhile
+        commit."""
+        candidates, outcomes = self.schema.candidates(columns), self.schema.outcomes
+        key = db.key(candidates.c.candidate_id)
         statement = (
-            f"SELECT {selected} FROM {t.candidates} c LEFT JOIN {t.outcomes} o ON o.candidate_id = {key}{where}"
-            " ORDER BY c.candidate_id"
+            sa.select(
+                *(candidates.c[name] for name in columns),
+                *(outcomes.c[name].label(f"prior_{name}") for name in PRIOR_COLUMNS),
+            )
+            .select_from(candidates.outerjoin(outcomes, outcomes.c.candidate_id == key))
+            .order_by(candidates.c.candidate_id)
         )
-        cursor = self.dialect.streaming_cursor(self.connection)
-        try:
-            cursor.execute(self.dialect.sql(statement), tuple(params))
-            names = None
-            while rows := cursor.fetchmany(chunk_rows):
-                names = names or [column[0] for column in cursor.description]
-                yield [dict(zip(names, row, strict=True)) for row in rows]
-        finally:
-            # Closing a server-side cursor whose query failed raises again (psycopg2: InvalidCursorName) and would
-            # hide the real error.
-            with contextlib.suppress(Exception):
-                cursor.close()
+        if candidate_ids:
+            statement = statement.where(key.in_(list(candidate_ids)))
+        with self.engine.connect() as reader:
+            result = reader.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(statement)
+            for part in result.mappings().partitions(chunk_rows):
+                yield [dict(row) for row in part]
 
     def duplicate_ids(self) -> tuple[dict[str, int], int]:
         """Ids that more than one candidate row carries (a view without a primary key), with their counts; and how
         many rows have no usable id (NULL or blank)."""
-        key = self.dialect.key("candidate_id")
-        rows = self.execute(
-            f"SELECT {key}, COUNT(*) FROM {self.tables.candidates} GROUP BY {key}"
-            f" HAVING COUNT(*) > 1 OR {key} IS NULL OR {key} = ''"
-        ).fetchall()
+        candidates = self.schema.candidates(["candidate_id"])
+        keys = sa.select(db.key(candidates.c.candidate_id).label("id")).subquery()
+        count = sa.func.count()
+        rows = self._all(
+            sa.select(keys.c.id, count)
+            .group_by(keys.c.id)
+            .having(sa.or_(count > 1, keys.c.id.is_(None), keys.c.id == ""))
+        )
         duplicates = {k: n for k, n in rows if k not in (None, "")}
         return duplicates, sum(n for k, n in rows if k in (None, ""))
 
@@ -373,118 +381,177 @@ class Warehouse:
         """Which of these relationship identities (their deterministic client tokens) a candidate has already
         created: token → that candidate. The identity recorded when the relationship was created, not the feed's
         current row, so a corrected feed cannot hand one relationship to two candidates."""
+        outcomes = self.schema.outcomes
         found: dict[str, str] = {}
         wanted = sorted(set(tokens))
         for start in range(0, len(wanted), IN_LIST_SIZE):
-            part = wanted[start : start + IN_LIST_SIZE]
-            rows = self.execute(
-                f"SELECT client_token, candidate_id FROM {self.tables.outcomes} WHERE client_token IN"
-                f" ({', '.join('?' for _ in part)}) AND status IN {DONE_SQL}",
-                part,
-            ).fetchall()
+            rows = self._all(
+                sa.select(outcomes.c.client_token, outcomes.c.candidate_id).where(
+                    outcomes.c.client_token.in_(wanted[start : start + IN_LIST_SIZE]), outcomes.c.status.in_(DONE)
+                )
+            )
             found.update(dict(rows))
         return found
 
     def relationship_holder(self, relationship_id: str, candidate_id: str) -> str | None:
         """The other candidate recorded with this relationship, if any."""
-        row = self.execute(
-            f"SELECT candidate_id FROM {self.tables.outcomes} WHERE relationship_id = ? AND candidate_id <> ?"
-            f" AND status IN {DONE_SQL}",
-            [relationship_id, candidate_id],
-        ).fetchone()
-        return None if row is None else row[0]
+        outcomes = self.schema.outcomes
+        rows = self._all(
+            sa.select(outcomes.c.candidate_id)
+            .where(
+                outcomes.c.relationship_id == relationship_id,
+                outcomes.c.candidate_id != candidate_id,
+                outcomes.c.status.in_(DONE),
+            )
+            .limit(1)
+        )
+        return rows[0][0] if rows else None
 
     # -- staging --------------------------------------------------------------------------------------------------
     @retry_transient
     def forget_unfinished(self, dag_run_id: str) -> None:
         """A cleared or backfilled run keeps its run id: what its earlier try recorded short of a relationship
         (failures, rejections, skips) is evaluated again, so it must not count as recorded."""
-        with self.transaction():
-            self.execute(
-                f"DELETE FROM {self.tables.attempts} WHERE dag_run_id = ? AND status NOT IN {DONE_SQL}",
-                [dag_run_id],
+        attempts = self.schema.attempts
+        with self.transaction() as connection:
+            connection.execute(
+                sa.delete(attempts).where(attempts.c.dag_run_id == dag_run_id, attempts.c.status.not_in(DONE))
             )
 
     @retry_transient
     def clear_staging(self, dag_run_id: str) -> None:
-        with self.transaction():
-            self.execute(f"DELETE FROM {self.tables.staging} WHERE dag_run_id = ?", [dag_run_id])
+        staging = self.schema.staging
+        with self.transaction() as connection:
+            connection.execute(sa.delete(staging).where(staging.c.dag_run_id == dag_run_id))
 
     @retry_transient
     def stage(self, dag_run_id: str, rows: Sequence[tuple]) -> None:
         """rows: (candidate_id, seq, request_json, client_token, candidate_updated_at, fingerprint, prior_failed_runs);
         seq numbers rows from 0."""
-        with self.transaction():
-            self.executemany(
-                f"INSERT INTO {self.tables.staging} (dag_run_id, candidate_id, seq, request_json, client_token,"
-                " candidate_updated_at, fingerprint, prior_failed_runs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(dag_run_id, *row) for row in rows],
+        if not rows:
+            return
+        names = (
+            "candidate_id",
+            "seq",
+            "request_json",
+            "client_token",
+            "candidate_updated_at",
+            "fingerprint",
+            "prior_failed_runs",
+        )
+        with self.transaction() as connection:
+            connection.execute(
+                sa.insert(self.schema.staging),
+                [{"dag_run_id": dag_run_id, **dict(zip(names, row, strict=True))} for row in rows],
             )
 
     def batch(self, dag_run_id: str, first: int, end: int) -> list[dict[str, Any]]:
         """Staged rows first <= seq < end that this run has not recorded an outcome for yet."""
-        t = self.tables
-        return self.rows(
-            f"SELECT s.candidate_id, s.request_json, s.client_token, s.candidate_updated_at, s.fingerprint,"
-            f" s.prior_failed_runs FROM {t.staging} s"
-            f" LEFT JOIN {t.attempts} a ON a.dag_run_id = s.dag_run_id AND a.candidate_id = s.candidate_id"
-            " WHERE s.dag_run_id = ? AND s.seq >= ? AND s.seq < ? AND a.candidate_id IS NULL ORDER BY s.seq",
-            [dag_run_id, first, end],
+        staging, attempts = self.schema.staging, self.schema.attempts
+        return self._dicts(
+            sa.select(
+                staging.c.candidate_id,
+                staging.c.request_json,
+                staging.c.client_token,
+                staging.c.candidate_updated_at,
+                staging.c.fingerprint,
+                staging.c.prior_failed_runs,
+            )
+            .select_from(staging.outerjoin(attempts, self._same_run_and_candidate(staging, attempts)))
+            .where(
+                staging.c.dag_run_id == dag_run_id,
+                staging.c.seq >= first,
+                staging.c.seq < end,
+                attempts.c.candidate_id.is_(None),
+            )
+            .order_by(staging.c.seq)
         )
+
+    @staticmethod
+    def _same_run_and_candidate(staging: sa.Table, attempts: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(attempts.c.dag_run_id == staging.c.dag_run_id, attempts.c.candidate_id == staging.c.candidate_id)
 
     # -- claims and outcomes --------------------------------------------------------------------------------------
     @retry_transient
     def claim(self, dag_run_id: str, candidate_id: str, client_token: str, claim_timeout_seconds: float) -> bool:
         """Take the candidate for this run before calling the API. False: it is done, or another live run has it.
         Both the claim's time and the staleness of other claims are the warehouse's clock."""
-        t, d = self.tables, self.dialect
-        with self.transaction(lock=True):
+        outcomes = self.schema.outcomes
+        with self.transaction(lock=True) as connection:
             now = self.db_now()
-            stale = d.bind_time(now - dt.timedelta(seconds=claim_timeout_seconds))
-            cursor = self.execute(
-                f"INSERT INTO {t.outcomes} (candidate_id, status, client_token, dag_run_id, updated_at, claimed_at)"
-                f" VALUES (?, '{CLAIMED}', ?, ?, ?, ?)"
-                f" ON CONFLICT (candidate_id) DO UPDATE SET status = '{CLAIMED}', client_token = excluded.client_token,"
-                " dag_run_id = excluded.dag_run_id, updated_at = excluded.updated_at, claimed_at = excluded.claimed_at"
-                f" WHERE {t.outcomes}.status NOT IN {DONE_SQL}"
-                f" AND ({t.outcomes}.status <> '{CLAIMED}' OR {t.outcomes}.dag_run_id = excluded.dag_run_id"
-                f" OR {t.outcomes}.claimed_at < ?)",
-                [candidate_id, client_token, dag_run_id, d.bind_time(now), d.bind_time(now), stale],
+            claimed = {
+                "status": CLAIMED,
+                "client_token": client_token,
+                "dag_run_id": dag_run_id,
+                "updated_at": now,
+                "claimed_at": now,
+            }
+            connection.execute(
+                db.insert_missing(outcomes, connection.dialect), {"candidate_id": candidate_id, **claimed}
             )
-            return cursor.rowcount == 1
+            taken = connection.execute(
+                sa.update(outcomes)
+                .where(
+                    outcomes.c.candidate_id == candidate_id,
+                    outcomes.c.status.not_in(DONE),
+                    sa.or_(
+                        outcomes.c.status != CLAIMED,
+                        outcomes.c.dag_run_id == dag_run_id,
+                        outcomes.c.claimed_at < now - dt.timedelta(seconds=claim_timeout_seconds),
+                    ),
+                )
+                .values(claimed)
+            )
+            return taken.rowcount == 1
 
-    @retry_transient
+    def _write_current(self, connection: sa.Connection, rows: Sequence[dict[str, Any]], *conditions: Any) -> None:
+        """Write outcome rows into the current state where `conditions` allow it: missing rows are inserted, present
+        ones updated (their attempts added up, their claim released)."""
+        if not rows:
+            return
+        outcomes = self.schema.outcomes
+        connection.execute(db.insert_missing(outcomes, connection.dialect), [{**row, "attempts": 0} for row in rows])
+        names = [name for name in rows[0] if name != "candidate_id"]
+        values: dict[str, Any] = {name: sa.bindparam(f"new_{name}", type_=outcomes.c[name].type) for name in names}
+        values |= {"attempts": outcomes.c.attempts + sa.bindparam("new_attempts", 0), "claimed_at": None}
+        connection.execute(
+            sa.update(outcomes)
+            .where(outcomes.c.candidate_id == sa.bindparam("new_candidate_id"), *conditions)
+            .values(values),
+            [
+                {f"new_{name}": value for name, value in row.items()} | {"new_attempts": row.get("attempts", 0)}
+                for row in rows
+            ],
+        )
+
     @retry_transient
     def leave_pending(
         self, dag_run_id: str, rows: Sequence[dict[str, Any]], error_code: str, error_message: str
     ) -> None:
         """Mark staged candidates that a stopped batch did not send as `pending`, saying why (an account-level error):
         its own claim is given back, and a candidate another run holds or finished is left alone."""
-        t = self.tables
-        now = self.now()
-        with self.transaction():
-            self.executemany(
-                f"INSERT INTO {t.outcomes} (candidate_id, status, error_code, error_message, retryable, client_token,"
-                f" dag_run_id, updated_at, fingerprint) VALUES (?, '{PENDING}', ?, ?, ?, ?, ?, ?, ?)"
-                f" ON CONFLICT (candidate_id) DO UPDATE SET status = '{PENDING}', error_code = excluded.error_code,"
-                " error_message = excluded.error_message, retryable = excluded.retryable,"
-                " client_token = excluded.client_token, dag_run_id = excluded.dag_run_id,"
-                " updated_at = excluded.updated_at, fingerprint = excluded.fingerprint, claimed_at = NULL"
-                f" WHERE {t.outcomes}.status NOT IN {DONE_SQL}"
-                f" AND ({t.outcomes}.status <> '{CLAIMED}' OR {t.outcomes}.dag_run_id = excluded.dag_run_id)",
-                [
-                    (
-                        row["candidate_id"],
-                        error_code,
-                        error_message[:2000],
-                        self.dialect.bind_bool(True),
-                        row["client_token"],
-                        dag_run_id,
-                        now,
-                        row["fingerprint"],
-                    )
-                    for row in rows
-                ],
+        outcomes = self.schema.outcomes
+        with self.transaction() as connection:
+            now = self.db_now()
+            pending = [
+                {
+                    "candidate_id": row["candidate_id"],
+                    "status": PENDING,
+                    "error_code": error_code,
+                    "error_message": error_message[:2000],
+                    "retryable": True,
+                    "client_token": row["client_token"],
+                    "dag_run_id": dag_run_id,
+                    "updated_at": now,
+                    "fingerprint": row["fingerprint"],
+                }
+                for row in rows
+            ]
+            self._write_current(
+                connection,
+                pending,
+                none_of(outcomes.c.status, DONE),
+                sa.or_(outcomes.c.status != CLAIMED, outcomes.c.dag_run_id == dag_run_id),
             )
 
     def record(self, dag_run_id: str, outcome: Outcome, *, current_state: bool = True) -> None:
@@ -495,79 +562,81 @@ class Warehouse:
     def record_many(self, dag_run_id: str, outcomes: Sequence[Outcome], *, current_state: bool) -> None:
         if not outcomes:
             return
-        t, d = self.tables, self.dialect
-        now = self.now()
-        rows = [
-            [
-                outcome.candidate_id,
-                outcome.status,
-                outcome.relationship_id,
-                outcome.relationship_arn,
-                outcome.error_code,
-                (outcome.error_message or "")[:2000] or None,
-                d.bind_bool(outcome.retryable),
-                outcome.attempts,
-                outcome.client_token,
-                dag_run_id,
-                now,
-                None if outcome.candidate_updated_at is None else str(outcome.candidate_updated_at),
-                outcome.fingerprint,
-                outcome.failed_runs,
-            ]
-            for outcome in outcomes
-        ]
-        columns = ", ".join(RESULT_COLUMNS)
-        placeholders = ", ".join("?" for _ in RESULT_COLUMNS)
-        updates = RESULT_UPDATES
-        with self.transaction():
-            self.executemany(
-                f"INSERT INTO {t.attempts} ({columns}, request_json) VALUES ({placeholders}, ?)"
-                f" ON CONFLICT (dag_run_id, candidate_id) DO UPDATE SET {updates}, attempts = excluded.attempts,"
-                " request_json = excluded.request_json",
-                [[*row, outcome.request_json] for row, outcome in zip(rows, outcomes, strict=True)],
+        attempts = self.schema.attempts
+        with self.transaction() as connection:
+            now = self.db_now()
+            rows = [self._result_row(dag_run_id, outcome, now) for outcome in outcomes]
+            history = db.upsert(attempts, connection.dialect, [*RESULT_COLUMNS[1:], "request_json"])
+            connection.execute(
+                history, [{**row, "request_json": o.request_json} for row, o in zip(rows, outcomes, strict=True)]
             )
             if current_state:
-                self.executemany(
-                    f"INSERT INTO {t.outcomes} ({columns}) VALUES ({placeholders})"
-                    f" ON CONFLICT (candidate_id) DO UPDATE SET {updates},"
-                    f" attempts = {t.outcomes}.attempts + excluded.attempts, claimed_at = NULL"
-                    # A created relationship is never overwritten by a later failure, rejection or stale run.
-                    f" WHERE {t.outcomes}.status NOT IN {DONE_SQL}"
-                    f" OR excluded.status IN {DONE_SQL}",
-                    rows,
+                # A created relationship is never overwritten by a later failure, rejection or stale run.
+                self._write_current(connection, [r for r in rows if r["status"] in DONE])
+                self._write_current(
+                    connection,
+                    [r for r in rows if r["status"] not in DONE],
+                    none_of(self.schema.outcomes.c.status, DONE),
                 )
+
+    @staticmethod
+    def _result_row(dag_run_id: str, outcome: Outcome, now: dt.datetime) -> dict[str, Any]:
+        row = {name: value for name, value in asdict(outcome).items() if name in RESULT_COLUMNS}
+        row |= {
+            "dag_run_id": dag_run_id,
+            "updated_at": now,
+            "error_message": (outcome.error_message or "")[:2000] or None,
+            "candidate_updated_at": None if outcome.candidate_updated_at is None else str(outcome.candidate_updated_at),
+        }
+        return {name: row[name] for name in RESULT_COLUMNS}
 
     @retry_transient
     def promote_rejections(self, dag_run_id: str) -> None:
         """Make this run's rejections (recorded in its history while the gate was undecided) the current state."""
-        t = self.tables
-        columns = ", ".join(RESULT_COLUMNS)
-        with self.transaction():
-            self.execute(
-                f"INSERT INTO {t.outcomes} ({columns}) SELECT {columns} FROM {t.attempts}"
-                f" WHERE dag_run_id = ? AND status = '{REJECTED}'"
-                f" ON CONFLICT (candidate_id) DO UPDATE SET {RESULT_UPDATES}, claimed_at = NULL"
-                f" WHERE {t.outcomes}.status NOT IN ('{CREATED}', '{ALREADY_EXISTS}', '{CLAIMED}')",
-                [dag_run_id],
-            )
+        attempts, outcomes = self.schema.attempts, self.schema.outcomes
+        with self.transaction() as connection:
+            rows = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    sa.select(*(attempts.c[name] for name in RESULT_COLUMNS)).where(
+                        attempts.c.dag_run_id == dag_run_id, attempts.c.status == REJECTED
+                    )
+                )
+            ]
+            self._write_current(connection, rows, none_of(outcomes.c.status, (*DONE, CLAIMED)))
+
+    def pending_reason(self, dag_run_id: str) -> str | None:
+        """Why this run left candidates pending (the account-level error that stopped a batch), if it did."""
+        outcomes = self.schema.outcomes
+        rows = self._all(
+            sa.select(outcomes.c.error_message)
+            .where(outcomes.c.dag_run_id == dag_run_id, outcomes.c.status == PENDING)
+            .limit(1)
+        )
+        return rows[0][0] if rows else None
 
     # -- runs -----------------------------------------------------------------------------------------------------
     @retry_transient
     def start_run(self, dag_run_id: str, interval: tuple[dt.datetime, dt.datetime] | None, dry_run: bool) -> bool:
         """Open (or reopen) the run's row; True when the run had started before (a cleared run or a retry)."""
-        d = self.dialect
-        start, end = (None, None) if interval is None else (d.bind_time(interval[0]), d.bind_time(interval[1]))
-        with self.transaction():
-            existed = (
-                self.execute(f"SELECT 1 FROM {self.tables.runs} WHERE dag_run_id = ?", [dag_run_id]).fetchone()
-                is not None
+        runs = self.schema.runs
+        start, end = (None, None) if interval is None else interval
+        with self.transaction() as connection:
+            existed = bool(
+                connection.execute(sa.select(runs.c.dag_run_id).where(runs.c.dag_run_id == dag_run_id)).all()
             )
-            self.execute(
-                f"INSERT INTO {self.tables.runs} (dag_run_id, data_interval_start, data_interval_end, is_dry_run,"
-                " started_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (dag_run_id) DO UPDATE SET"
-                " data_interval_start = excluded.data_interval_start, data_interval_end = excluded.data_interval_end,"
-                " is_dry_run = excluded.is_dry_run, staged_at = NULL, ended_at = NULL",
-                [dag_run_id, start, end, d.bind_bool(dry_run), self.now()],
+            reopened = ["data_interval_start", "data_interval_end", "is_dry_run", "staged_at", "ended_at"]
+            connection.execute(
+                db.upsert(runs, connection.dialect, reopened),
+                {
+                    "dag_run_id": dag_run_id,
+                    "data_interval_start": start,
+                    "data_interval_end": end,
+                    "is_dry_run": dry_run,
+                    "staged_at": None,
+                    "ended_at": None,
+                    "started_at": self.db_now(),
+                },
             )
         return existed
 
@@ -577,61 +646,60 @@ class Warehouse:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"unknown run columns {sorted(unknown)}")
-        bound = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in values.values()]
-        assignments = ", ".join(f"{name} = ?" for name in values)
-        with self.transaction():
-            self.execute(f"UPDATE {self.tables.runs} SET {assignments} WHERE dag_run_id = ?", [*bound, dag_run_id])
+        runs = self.schema.runs
+        bound = {name: json.dumps(v) if isinstance(v, (dict, list)) else v for name, v in values.items()}
+        with self.transaction() as connection:
+            connection.execute(sa.update(runs).where(runs.c.dag_run_id == dag_run_id).values(bound))
 
     def run(self, dag_run_id: str) -> dict[str, Any] | None:
-        rows = self.rows(f"SELECT * FROM {self.tables.runs} WHERE dag_run_id = ?", [dag_run_id])
+        runs = self.schema.runs
+        rows = self._dicts(sa.select(runs).where(runs.c.dag_run_id == dag_run_id))
         return rows[0] if rows else None
 
     def run_counts(self, dag_run_id: str) -> dict[str, int]:
         """What this run's history holds, per status (failures split by retryable), plus staged rows left over."""
-        t = self.tables
-        cursor = self.execute(
-            f"SELECT status, retryable, COUNT(*) FROM {t.attempts} WHERE dag_run_id = ? GROUP BY status, retryable",
-            [dag_run_id],
-        )
+        attempts, staging = self.schema.attempts, self.schema.staging
         counts = dict.fromkeys(
             (CREATED, ALREADY_EXISTS, REJECTED, DRY_RUN, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"),
             0,
         )
-        for status, retryable, count in cursor.fetchall():
+        per_status = self._all(
+            sa.select(attempts.c.status, attempts.c.retryable, sa.func.count())
+            .where(attempts.c.dag_run_id == dag_run_id)
+            .group_by(attempts.c.status, attempts.c.retryable)
+        )
+        for status, retryable, count in per_status:
             key = status if status != FAILED else ("failed_retryable" if retryable else "failed_permanent")
             counts[key] = counts.get(key, 0) + count
-        cursor = self.execute(
-            f"SELECT COUNT(*) FROM {t.staging} s LEFT JOIN {t.attempts} a ON a.dag_run_id = s.dag_run_id"
-            " AND a.candidate_id = s.candidate_id WHERE s.dag_run_id = ? AND a.candidate_id IS NULL",
-            [dag_run_id],
+        [(unfinished,)] = self._all(
+            sa.select(sa.func.count())
+            .select_from(staging.outerjoin(attempts, self._same_run_and_candidate(staging, attempts)))
+            .where(staging.c.dag_run_id == dag_run_id, attempts.c.candidate_id.is_(None))
         )
-        counts["unfinished"] = cursor.fetchone()[0]
+        counts["unfinished"] = unfinished
         return counts
 
     def run_candidates(self, dag_run_id: str, status: str, limit: int = 20) -> list[str]:
         """Some of the candidates this run recorded with a status, for the run's summary."""
-        rows = self.execute(
-            f"SELECT candidate_id FROM {self.tables.attempts} WHERE dag_run_id = ? AND status = ?"
-            " ORDER BY candidate_id LIMIT ?",
-            [dag_run_id, status, limit],
-        ).fetchall()
+        attempts = self.schema.attempts
+        rows = self._all(
+            sa.select(attempts.c.candidate_id)
+            .where(attempts.c.dag_run_id == dag_run_id, attempts.c.status == status)
+            .order_by(attempts.c.candidate_id)
+            .limit(limit)
+        )
         return [row[0] for row in rows]
 
     @retry_transient
     def prune(self, retention_days: float) -> None:
         """Delete history and run rows older than the retention, and staging left by runs that ended or died."""
-        t, d = self.tables, self.dialect
-        with self.transaction():
-            self.execute(
-                f"DELETE FROM {t.staging} WHERE dag_run_id IN (SELECT dag_run_id FROM {t.runs}"
-                " WHERE ended_at IS NOT NULL)"
-            )
+        attempts, runs, staging = self.schema.attempts, self.schema.runs, self.schema.staging
+        with self.transaction() as connection:
+            ended = sa.select(runs.c.dag_run_id).where(runs.c.ended_at.is_not(None))
+            connection.execute(sa.delete(staging).where(staging.c.dag_run_id.in_(ended)))
             if retention_days > 0:
-                cutoff = d.bind_time(self.db_now() - dt.timedelta(days=retention_days))
-                self.execute(f"DELETE FROM {t.attempts} WHERE updated_at < ?", [cutoff])
-                self.execute(
-                    f"DELETE FROM {t.staging} WHERE dag_run_id IN (SELECT dag_run_id FROM {t.runs}"
-                    " WHERE started_at < ?)",
-                    [cutoff],
-                )
-                self.execute(f"DELETE FROM {t.runs} WHERE started_at < ?", [cutoff])
+                cutoff = self.db_now() - dt.timedelta(days=retention_days)
+                connection.execute(sa.delete(attempts).where(attempts.c.updated_at < cutoff))
+                old = sa.select(runs.c.dag_run_id).where(runs.c.started_at < cutoff)
+                connection.execute(sa.delete(staging).where(staging.c.dag_run_id.in_(old)))
+                connection.execute(sa.delete(runs).where(runs.c.started_at < cutoff))

@@ -14,7 +14,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from include.partner_central.api_errors import AccountLevelError
 from include.sync import steps
 from include.sync.candidates import candidate_key
-from include.sync.dialect import dialect_for
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CandidatesTableError, Warehouse
@@ -33,12 +32,14 @@ def sync_settings() -> SyncSettings:
 
 @contextmanager
 def open_warehouse(settings: SyncSettings) -> Iterator[Warehouse]:
-    connection = BaseHook.get_connection(settings.warehouse_conn_id)
-    dbapi_connection = connection.get_hook().get_conn()
+    """The warehouse through its connection's own Airflow hook (SQLite, Postgres or MySQL provider), as SQLAlchemy."""
+    engine = BaseHook.get_connection(settings.warehouse_conn_id).get_hook().get_sqlalchemy_engine()
+    warehouse = Warehouse(engine, settings.tables)
     try:
-        yield Warehouse(dbapi_connection, dialect_for(connection.conn_type), settings.tables)
+        yield warehouse
     finally:
-        dbapi_connection.close()
+        warehouse.close()
+        engine.dispose()
 
 
 def run_request(context: Any) -> steps.RunRequest:
