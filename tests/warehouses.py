@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 POSTGRES_DSN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 MARIADB_DSN = {"host": "127.0.0.1", "port": 3306, "user": "root", "database": "partner_sync_test"}
+SNOWFLAKE_DATABASE = "PARTNER_SYNC_TEST"
 # The candidates table's updated_at as a user of each database would type it.
-TIMESTAMP_TYPES = {"sqlite": "TEXT", "postgres": "TIMESTAMPTZ", "mariadb": "DATETIME(6)"}
+TIMESTAMP_TYPES = {"sqlite": "TEXT", "postgres": "TIMESTAMPTZ", "mariadb": "DATETIME(6)", "snowflake": "TIMESTAMP_TZ"}
 
 
 class TestWarehouse:
@@ -17,13 +20,25 @@ class TestWarehouse:
 
     __test__ = False  # a helper, not a test class
 
-    def __init__(self, kind: str, connect: Callable[[], Any], url: str, airflow_conn: dict):
+    def __init__(
+        self,
+        kind: str,
+        connect: Callable[[], Any],
+        url: str,
+        airflow_conn: dict,
+        *,
+        engine_args: dict | None = None,
+        state: TestWarehouse | None = None,
+    ):
         self.kind = kind
         self.connect = connect
         self.url = url
         self.airflow_conn = airflow_conn
+        self.engine_args = engine_args or {}
         self.connection = connect()
         self.opened: list[Any] = [self.connection]
+        # The state store when it is another database (an analytical warehouse); else this one.
+        self.state = state or self
 
     @property
     def placeholder(self) -> str:
@@ -36,15 +51,25 @@ class TestWarehouse:
         from include.sync.settings import Tables
         from include.sync.warehouse import Warehouse
 
-        result = Warehouse(sa.create_engine(self.url), Tables())
+        engine = sa.create_engine(self.url, **self.engine_args)
+        if self.state is self:
+            result = Warehouse(engine, Tables())
+        else:
+            result = Warehouse(sa.create_engine(self.state.url), Tables(), source=engine)
+            self.opened.append(engine)
         self.opened.append(result)
         return result
 
     def close(self) -> None:
         for opened in self.opened:
+            if isinstance(opened, sa.Engine):
+                opened.dispose()
+                continue
             opened.close()
             if hasattr(opened, "engine"):
                 opened.engine.dispose()
+        if self.state is not self:
+            self.state.close()
 
     def seed(self, rows, timestamp_type: str | None = None) -> None:
         from include.sync.demo_data import candidate_table_ddl, insert_candidates
@@ -106,5 +131,19 @@ def reset_mariadb() -> None:
         cursor = connection.cursor()
         cursor.execute(f"DROP DATABASE IF EXISTS {MARIADB_DSN['database']}")
         cursor.execute(f"CREATE DATABASE {MARIADB_DSN['database']} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        connection.close()
+
+
+def reset_snowflake(server: dict[str, Any]) -> None:
+    """An empty schema PUBLIC in the test database of the fakesnow server."""
+    import snowflake.connector
+
+    connection = snowflake.connector.connect(**server)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS {SNOWFLAKE_DATABASE}")
+        cursor.execute(f"DROP SCHEMA IF EXISTS {SNOWFLAKE_DATABASE}.PUBLIC CASCADE")
+        cursor.execute(f"CREATE SCHEMA {SNOWFLAKE_DATABASE}.PUBLIC")
     finally:
         connection.close()

@@ -22,6 +22,9 @@ class Tables:
     runs: str = "partner_relationship_sync_runs"
     staging: str = "partner_relationship_staging"
     rate_limit: str = "partner_central_rate_limit"
+    # How far the warehouse's copies of outcomes, history and runs are written, when the state store is another
+    # database (kept in the state store).
+    write_back: str = "partner_relationship_write_back"
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -31,6 +34,10 @@ class Tables:
 @dataclass(frozen=True)
 class SyncSettings:
     warehouse_conn_id: str = "partner_warehouse"
+    # The state store: claims, the shared rate schedule and the per-call journal, which need row locks and a write
+    # per API call. When no connection of this id exists, the warehouse itself, if it can serve (SQLite, PostgreSQL,
+    # MySQL/MariaDB); an analytical warehouse (Snowflake) needs one.
+    state_conn_id: str = "partner_sync_state"
     aws_conn_id: str = "aws_default"
     # CreateRelationship calls per second for the AWS account, shared by every run, slot and backfill.
     rate_per_second: float = 3.0

@@ -360,7 +360,27 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         counts["skipped_done"],
         timer.rounded(),
     )
+    write_back(warehouse)
     return batches
+
+
+def write_back(warehouse: Warehouse, *, strict: bool = False) -> None:
+    """Copy what changed into an analytical warehouse (nothing to do when it is the state store). A failed copy is
+    made by the next task or run, since the state store keeps everything: only the run's last one (strict) fails."""
+    try:
+        copied = warehouse.write_back()
+    except Exception as exc:
+        if strict:
+            raise SyncRunFailed(
+                f"the outcomes could not be written back to the warehouse ({type(exc).__name__}: {exc}); they are "
+                "kept in the state store and the next task or run writes them back (or clear this task)"
+            ) from exc
+        log.warning(
+            "Writing back to the warehouse failed; the next task writes it back: %s: %s", type(exc).__name__, exc
+        )
+        return
+    if copied:
+        log.info("Wrote %d row(s) back to the warehouse", copied)
 
 
 def _batched(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -506,6 +526,7 @@ def finish(
     has work to retry or candidates were dead-lettered."""
     counts = warehouse.run_counts(run.dag_run_id)
     warehouse.update_run(run.dag_run_id, **counts, ended_at=warehouse.now())
+    write_back(warehouse, strict=True)
     row = warehouse.run(run.dag_run_id) or {}
     warehouse.prune(retention_days)
     logger.info("Sync run %s%s:\n%s", run.dag_run_id, " (dry run)" if run.dry_run else "", counts_table(row))

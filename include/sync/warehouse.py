@@ -93,6 +93,10 @@ RUN_COUNT_COLUMNS = (
 PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs")
 # Values per IN (...) list: far below every database's limit on bound parameters.
 IN_LIST_SIZE = 500
+# Rows per statement pair of a write-back; and how far before its mark a write-back starts (writes commit a moment
+# after the time they carry).
+WRITE_BACK_CHUNK = 5000
+WRITE_BACK_OVERLAP = dt.timedelta(minutes=5)
 ID = sa.String(255)
 RUN_ID = sa.String(250)
 
@@ -120,9 +124,10 @@ RESULT_COLUMNS = ("candidate_id", *(column.name for column in result_columns()))
 
 
 class Schema:
-    """The sync's own tables, named by the settings."""
+    """The sync's own tables, named by the settings. `indexes=False`: the warehouse's copies of outcomes, history and
+    runs (analytical warehouses have no indexes)."""
 
-    def __init__(self, tables: Tables):
+    def __init__(self, tables: Tables, *, indexes: bool = True):
         self.metadata = sa.MetaData()
 
         def table(setting: str, *items: Any) -> sa.Table:
@@ -137,12 +142,11 @@ class Schema:
         )
         self.attempts = table(
             "attempts",
-            sa.Column("candidate_id", ID, primary_key=True),
+            sa.Column("candidate_id", ID, nullable=False),
             *result_columns(),
             sa.Column("request_json", sa.Text),
+            sa.PrimaryKeyConstraint("dag_run_id", "candidate_id"),
         )
-        self.attempts.c.dag_run_id.primary_key = True
-        self.attempts.primary_key = sa.PrimaryKeyConstraint(self.attempts.c.dag_run_id, self.attempts.c.candidate_id)
         self.runs = table(
             "runs",
             sa.Column("dag_run_id", RUN_ID, primary_key=True),
@@ -172,13 +176,23 @@ class Schema:
             sa.Column("limiter_key", ID, primary_key=True),
             sa.Column("next_free_at", sa.Double, nullable=False),
         )
+        self.write_back = table(
+            "write_back",
+            sa.Column("target", ID, primary_key=True),
+            sa.Column("written_up_to", db.UtcDateTime, nullable=False),
+        )
+        # What the warehouse holds a copy of, when it is not the state store.
+        self.copied = (self.outcomes, self.attempts, self.runs)
+        schema, name = db.split_name(tables.candidates)
+        self.candidates_name = (schema, name)
+        if not indexes:
+            return
         # Who holds a relationship identity (its token) or a relationship: the already-linked rule's look-ups.
         sa.Index(f"{self.staging.name}_seq", self.staging.c.dag_run_id, self.staging.c.seq)
         sa.Index(f"{self.outcomes.name}_token", self.outcomes.c.client_token)
         sa.Index(f"{self.outcomes.name}_relationship", self.outcomes.c.relationship_id)
         sa.Index(f"{self.attempts.name}_updated", self.attempts.c.updated_at)
-        schema, name = db.split_name(tables.candidates)
-        self.candidates_name = (schema, name)
+        sa.Index(f"{self.outcomes.name}_updated", self.outcomes.c.updated_at)
 
     def candidates(self, columns: Sequence[str]) -> sa.TableClause:
         """The user's candidates table (or view), with the columns the sync reads; never created or altered here."""
@@ -232,22 +246,42 @@ def none_of(column: sa.ColumnElement[Any], values: Sequence[str]) -> sa.ColumnEl
 
 
 class Warehouse:
-    """The sync's tables on one engine. One connection writes (and holds the session a test or task configures);
-    the long selection reads on a second one, so that its writes commit while it reads."""
+    """The sync's tables, in one database or two.
 
-    def __init__(self, engine: sa.Engine, tables: Tables):
+    The state store (`engine`: SQLite, PostgreSQL or MySQL/MariaDB) holds what needs row locks and a write per call:
+    claims and current outcomes, the per-run journal, the shared rate schedule, staging. The warehouse (`source`) is
+    where the candidates are read and where outcomes, history and runs are written back. Without a `source` they are
+    one database and the state store's tables are the warehouse's. With one (an analytical warehouse such as
+    Snowflake), `write_back` copies what changed into it in bulk: a few statements per table, never one per call, and
+    a copy that fails is made by the next one (the state store keeps everything until then)."""
+
+    def __init__(self, engine: sa.Engine, tables: Tables, *, source: sa.Engine | None = None):
         if engine.dialect.name not in db.TRANSACTIONAL:
             raise ValueError(
-                f"the warehouse connection is {engine.dialect.name}, which cannot hold the sync's claims and rate"
-                f" schedule; supported: {', '.join(db.TRANSACTIONAL)}"
+                f"the state store is {engine.dialect.name}, which cannot hold the sync's claims and rate schedule;"
+                f" supported: {', '.join(db.TRANSACTIONAL)}. With an analytical warehouse, create the connection"
+                " partner_sync_state (PostgreSQL, MySQL/MariaDB or SQLite) for them."
             )
         self.engine = db.configure(engine)
         self.tables = tables
         self.schema = Schema(tables)
         self.connection = engine.connect()
+        self.source = source or engine
+        self.separate = source is not None and source is not engine
+        self.copies = Schema(tables, indexes=False)
 
     def close(self) -> None:
         self.connection.close()
+
+    @contextmanager
+    def _source_reading(self) -> Iterator[sa.Connection]:
+        """A connection that reads the candidates: the state store's own, or one on the warehouse."""
+        if not self.separate:
+            with self._reading():
+                yield self.connection
+            return
+        with self.source.connect() as connection:
+            yield connection
 
     # -- plumbing -------------------------------------------------------------------------------------------------
     @contextmanager
@@ -287,14 +321,22 @@ class Warehouse:
     # -- schema ---------------------------------------------------------------------------------------------------
     @retry_transient
     def create_tables(self) -> None:
-        """Create the sync's tables; tables made by an earlier version gain the columns and indexes added since (each
-        added column is nullable or has a default)."""
+        """Create the sync's tables (and the warehouse's copies, when it is another database); tables made by an
+        earlier version gain the columns and indexes added since (each added column is nullable or has a default)."""
+        self._create(self.connection, self.schema.metadata.sorted_tables)
+        if self.separate:
+            with self.source.connect() as connection:
+                self._create(connection, self.copies.copied)
+
+    @staticmethod
+    def _create(connection: sa.Connection, tables: Sequence[sa.Table]) -> None:
         for attempt in (1, 2):
             try:
-                with self.transaction() as connection:
-                    self.schema.metadata.create_all(connection, checkfirst=True)
+                with connection.begin():
+                    for table in tables:
+                        table.create(connection, checkfirst=True)
                     inspector = sa.inspect(connection)
-                    for table in self.schema.metadata.sorted_tables:
+                    for table in tables:
                         present = {column["name"].lower() for column in inspector.get_columns(table.name, table.schema)}
                         for column in table.columns:
                             if column.name not in present:
@@ -312,8 +354,8 @@ class Warehouse:
     def column_names(self, table: str) -> set[str]:
         schema, name = db.split_name(table)
         statement = sa.select(sa.text("*")).select_from(sa.table(name, schema=schema)).where(sa.false())
-        with self._reading():
-            return {str(column).lower() for column in self.connection.execute(statement).keys()}  # noqa: SIM118
+        with self._source_reading() as connection:
+            return {str(column).lower() for column in connection.execute(statement).keys()}  # noqa: SIM118
 
     def check_candidates_table(self, columns: Sequence[str], expected_ddl: str) -> None:
         """Fail at once, naming what is missing, when the candidates table or one of its columns is not there."""
@@ -348,9 +390,12 @@ class Warehouse:
         commit."""
         candidates, outcomes = self.schema.candidates(columns), self.schema.outcomes
         key = db.key(candidates.c.candidate_id)
+        if self.separate:
+            yield from self._scan_and_look_up(candidates, key, candidate_ids, chunk_rows)
+            return
         statement = (
             sa.select(
-                *(candidates.c[name] for name in columns),
+                *(candidates.c[name] for name in candidates.c.keys()),  # noqa: SIM118
                 *(outcomes.c[name].label(f"prior_{name}") for name in PRIOR_COLUMNS),
             )
             .select_from(candidates.outerjoin(outcomes, outcomes.c.candidate_id == key))
@@ -363,17 +408,45 @@ class Warehouse:
             for part in result.mappings().partitions(chunk_rows):
                 yield [dict(row) for row in part]
 
+    def _scan_and_look_up(
+        self, candidates: sa.TableClause, key: Any, candidate_ids: Sequence[str], chunk_rows: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The scan when the candidates are in another database: read them there, and each chunk's prior state from
+        the state store by id (IN-lists)."""
+        statement = sa.select(*candidates.c, key.label("stored_id")).order_by(candidates.c.candidate_id)
+        if candidate_ids:
+            statement = statement.where(key.in_(list(candidate_ids)))
+        outcomes = self.schema.outcomes
+        with self.source.connect() as reader:
+            result = reader.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(statement)
+            for part in result.mappings().partitions(chunk_rows):
+                rows = [dict(row) for row in part]
+                wanted = sorted({row["stored_id"] for row in rows if row["stored_id"]})
+                prior: dict[str, dict[str, Any]] = {}
+                for start in range(0, len(wanted), IN_LIST_SIZE):
+                    found = self._dicts(
+                        sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in PRIOR_COLUMNS)).where(
+                            outcomes.c.candidate_id.in_(wanted[start : start + IN_LIST_SIZE])
+                        )
+                    )
+                    prior.update((state.pop("candidate_id"), state) for state in found)
+                for row in rows:
+                    state = prior.get(row.pop("stored_id"), {})
+                    row.update({f"prior_{name}": state.get(name) for name in PRIOR_COLUMNS})
+                yield rows
+
     def duplicate_ids(self) -> tuple[dict[str, int], int]:
         """Ids that more than one candidate row carries (a view without a primary key), with their counts; and how
         many rows have no usable id (NULL or blank)."""
         candidates = self.schema.candidates(["candidate_id"])
         keys = sa.select(db.key(candidates.c.candidate_id).label("id")).subquery()
         count = sa.func.count()
-        rows = self._all(
-            sa.select(keys.c.id, count)
-            .group_by(keys.c.id)
-            .having(sa.or_(count > 1, keys.c.id.is_(None), keys.c.id == ""))
-        )
+        with self._source_reading() as connection:
+            rows = connection.execute(
+                sa.select(keys.c.id, count)
+                .group_by(keys.c.id)
+                .having(sa.or_(count > 1, keys.c.id.is_(None), keys.c.id == ""))
+            ).all()
         duplicates = {k: n for k, n in rows if k not in (None, "")}
         return duplicates, sum(n for k, n in rows if k in (None, ""))
 
@@ -703,3 +776,60 @@ class Warehouse:
                 old = sa.select(runs.c.dag_run_id).where(runs.c.started_at < cutoff)
                 connection.execute(sa.delete(staging).where(staging.c.dag_run_id.in_(old)))
                 connection.execute(sa.delete(runs).where(runs.c.started_at < cutoff))
+
+    # -- write-back to an analytical warehouse --------------------------------------------------------------------
+    @retry_transient
+    def write_back(self) -> int:
+        """Copy the outcomes, history and run rows that changed in the state store since the last copy into the
+        warehouse: per table one DELETE of their keys and one multi-row INSERT per chunk, in one warehouse
+        transaction, so readers never see a row missing. The mark moves on only after the copy committed, and each
+        copy starts a little before the mark (writes commit a moment after their timestamp): copying a row twice is
+        harmless, missing one is not. The number of rows copied; 0 when the warehouse is the state store."""
+        if not self.separate:
+            return 0
+        schema, marks = self.schema, self.schema.write_back
+        with self._reading():
+            started = self.db_now()
+            mark = self.connection.execute(sa.select(marks.c.written_up_to).where(marks.c.target == "warehouse"))
+            written_up_to = mark.scalar()
+            since = (
+                dt.datetime(1970, 1, 1, tzinfo=dt.UTC) if written_up_to is None else written_up_to - WRITE_BACK_OVERLAP
+            )
+            outcomes = self._dicts(sa.select(schema.outcomes).where(schema.outcomes.c.updated_at >= since))
+            attempts = self._dicts(sa.select(schema.attempts).where(schema.attempts.c.updated_at >= since))
+            run_ids = {row["dag_run_id"] for row in (*outcomes, *attempts)}
+            runs = schema.runs
+            recent = sa.or_(*(runs.c[name] >= since for name in ("started_at", "staged_at", "ended_at")))
+            run_rows = self._dicts(sa.select(runs).where(sa.or_(recent, runs.c.dag_run_id.in_(sorted(run_ids)))))
+        copies = self.copies
+        with self.source.connect() as warehouse, warehouse.begin():
+            self._replace(warehouse, copies.outcomes, outcomes)
+            self._replace(warehouse, copies.attempts, attempts)
+            self._replace(warehouse, copies.runs, run_rows)
+        with self.transaction() as connection:
+            connection.execute(
+                db.insert_missing(marks, connection.dialect), {"target": "warehouse", "written_up_to": started}
+            )
+            connection.execute(
+                sa.update(marks)
+                .where(marks.c.target == "warehouse", marks.c.written_up_to < started)
+                .values(written_up_to=started)
+            )
+        return len(outcomes) + len(attempts) + len(run_rows)
+
+    @staticmethod
+    def _replace(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Delete the rows' keys from the table and insert the rows: an upsert that analytical warehouses share."""
+        keys = [column.name for column in table.primary_key.columns]
+        for start in range(0, len(rows), WRITE_BACK_CHUNK):
+            chunk = rows[start : start + WRITE_BACK_CHUNK]
+            *groups, last = keys
+            by_group: dict[tuple, list[Any]] = {}
+            for row in chunk:
+                by_group.setdefault(tuple(row[name] for name in groups), []).append(row[last])
+            for group, values in by_group.items():
+                match = [table.c[name] == value for name, value in zip(groups, group, strict=True)]
+                connection.execute(sa.delete(table).where(*match, table.c[last].in_(values)))
+            connection.execute(
+                sa.insert(table), [{column.name: row.get(column.name) for column in table.columns} for row in chunk]
+            )

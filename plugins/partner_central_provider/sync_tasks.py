@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from airflow.sdk import BaseHook, Variable, get_current_context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from include.partner_central.api_errors import AccountLevelError
 from include.sync import steps
@@ -30,16 +31,38 @@ def sync_settings() -> SyncSettings:
     return SyncSettings.load(lookup)
 
 
+def engine_for(conn_id: str) -> sa.Engine:
+    """A SQLAlchemy engine from the connection's own Airflow hook (SQLite, Postgres, MySQL or Snowflake provider)."""
+    connection = BaseHook.get_connection(conn_id)
+    hook = connection.get_hook()
+    # The Snowflake hook does not pass `protocol` on to the connector: an endpoint on plain HTTP (a proxy, or the
+    # fakesnow server of the tests) needs it given here.
+    protocol = connection.extra_dejson.get("protocol") if connection.conn_type == "snowflake" else None
+    if protocol:
+        return hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": {"protocol": protocol}})
+    return hook.get_sqlalchemy_engine()
+
+
+def has_connection(conn_id: str) -> bool:
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
 @contextmanager
 def open_warehouse(settings: SyncSettings) -> Iterator[Warehouse]:
-    """The warehouse through its connection's own Airflow hook (SQLite, Postgres or MySQL provider), as SQLAlchemy."""
-    engine = BaseHook.get_connection(settings.warehouse_conn_id).get_hook().get_sqlalchemy_engine()
-    warehouse = Warehouse(engine, settings.tables)
+    """The state store and the warehouse: one database unless the connection `partner_sync_state` exists."""
+    warehouse = engine_for(settings.warehouse_conn_id)
+    state = engine_for(settings.state_conn_id) if has_connection(settings.state_conn_id) else None
+    opened = Warehouse(state or warehouse, settings.tables, source=warehouse if state else None)
     try:
-        yield warehouse
+        yield opened
     finally:
-        warehouse.close()
-        engine.dispose()
+        opened.close()
+        for engine in {warehouse, state} - {None}:
+            engine.dispose()
 
 
 def run_request(context: Any) -> steps.RunRequest:
@@ -83,6 +106,8 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
         except AccountLevelError as stop:
             # Credentials, access and clocks need a person: no task retry. A network blip or throttling may pass.
             raise (AirflowException if stop.transient else AirflowFailException)(str(stop)) from None
+        finally:
+            steps.write_back(warehouse)
     return dict(counts)
 
 
