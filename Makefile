@@ -63,7 +63,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 emulator: $(VENV)/.installed
-	$(ENV) python -m include.emulator --port $${EMULATOR_PORT}
+	$(ENV) python -m dev.emulator --port $${EMULATOR_PORT}
 
 lock:
 	$(VENV)/bin/uv pip compile --quiet --python $(VENV)/bin/python requirements.txt requirements-dev.txt -o constraints.txt

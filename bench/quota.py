@@ -20,8 +20,8 @@ from typing import Any
 
 import psycopg2
 
-from include.emulator.service import max_in_any_second
-from include.sync.demo_data import candidate_table_ddl, distinct_candidates, insert_candidates
+from dev.demo_data import candidate_table_ddl, distinct_candidates, insert_candidates
+from dev.emulator.service import max_in_any_second
 from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
 
 SYNC = "partner_relationship_sync"

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg2
 
-from include.sync.demo_data import PMA, candidate_table_ddl
+from dev.demo_data import PMA, candidate_table_ddl
 from include.sync.warehouse import CANDIDATE_COLUMNS
 from scripts.local_airflow import fresh_postgres_database
 

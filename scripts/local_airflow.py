@@ -148,7 +148,7 @@ class LocalAirflow:
         # Task logs are files in this Airflow home, which the API server reads directly: the scheduler's and the
         # triggerer's log servers (fixed ports on every interface) are not started.
         commands = {
-            "emulator": [sys.executable, "-m", "include.emulator", "--port", str(self.emulator_port)],
+            "emulator": [sys.executable, "-m", "dev.emulator", "--port", str(self.emulator_port)],
             "api-server": ["airflow", "api-server"],
             "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
             "dag-processor": ["airflow", "dag-processor"],

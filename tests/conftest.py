@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from include.emulator.server import EmulatorServer
-from include.emulator.service import Settings
+from dev.emulator.server import EmulatorServer
+from dev.emulator.service import Settings
 from tests.warehouses import POSTGRES_DSN, TestWarehouse, reset_postgres
 
 ACCESS_KEY = "AKIATESTACCOUNT00001"

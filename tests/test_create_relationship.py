@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from include.emulator.service import max_in_any_second
+from dev.emulator.service import max_in_any_second
 from include.partner_central.create_relationship import create_relationship
 from include.partner_central.rate_limit import AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
