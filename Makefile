@@ -54,10 +54,10 @@ bench: setup
 	$(ENV) python -m bench.run
 
 airflow: setup
-	@$(ENV) python scripts/local_airflow.py start
+	@$(ENV) python -m dev.local_stack start
 
 airflow-stop: $(VENV)/.installed
-	@$(ENV) python scripts/local_airflow.py stop
+	@$(ENV) python -m dev.local_stack stop
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -70,5 +70,5 @@ lock:
 
 clean:
 	-scripts/emulator.sh stop
-	-test ! -x $(VENV)/bin/python || $(ENV) python scripts/local_airflow.py stop
+	-test ! -x $(VENV)/bin/python || $(ENV) python -m dev.local_stack stop
 	rm -rf $(VENV) $(AIRFLOW_HOME_DIR)

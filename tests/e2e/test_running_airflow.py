@@ -14,7 +14,7 @@ import pytest
 
 from dev.demo_data import distinct_candidates as candidates
 from dev.emulator.service import max_in_any_second
-from scripts.local_airflow import ApiCallError
+from dev.local_stack.rest_client import ApiCallError
 from tests.e2e.conftest import Stack, outcomes
 from tests.warehouses import TestWarehouse
 
