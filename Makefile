@@ -27,8 +27,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	# Bytecode compiled at install: with PYTHONDONTWRITEBYTECODE set (as on these machines) every process would
 	# otherwise compile Airflow from source, which triples task start-up and DAG parse times.
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt -c constraints.txt
-	# The project root (include/) and plugins/ are importable in every process of the venv: tasks, tests, CLI.
-	$(VENV)/bin/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "partner_relationship_sync.pth").write_text("\n".join(sys.argv[1:]) + "\n")' "$(CURDIR)" "$(CURDIR)/plugins"
+	# The project root (include/, dev/) is importable in every process of the venv: tasks, tests, CLI.
+	$(VENV)/bin/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "partner_relationship_sync.pth").write_text("\n".join(sys.argv[1:]) + "\n")' "$(CURDIR)"
 	touch $@
 
 $(AIRFLOW_HOME_DIR)/.migrated: $(VENV)/.installed

@@ -6,10 +6,10 @@ import logging
 
 from dev.emulator.service import max_in_any_second
 from include.partner_central.create_relationship import create_relationship
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.partner_central.rate_limit import AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
 from include.partner_central.retry_policy import RetryPolicy
-from partner_central_provider.hooks import PartnerCentralChannelHook
 from tests.conftest import SECRET_KEY
 from tests.factories import account, relationship_fields
 

@@ -12,10 +12,10 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.partner_central.api_errors import ApiError
 from include.partner_central.create_relationship import create_relationship
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.partner_central.rate_limit import DEFAULT_CREATES_PER_SECOND, AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
 from include.partner_central.retry_policy import RetryPolicy
-from partner_central_provider.hooks import PartnerCentralChannelHook
 
 JSON_FIELDS = ("tags", "requested_support_plan")
 

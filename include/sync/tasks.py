@@ -12,13 +12,13 @@ from airflow.sdk import BaseHook, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.partner_central.api_errors import AccountLevelError
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import steps
 from include.sync.candidates import candidate_key
 from include.sync.dialect import dialect_for
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CandidatesTableError, Warehouse
-from partner_central_provider.hooks import PartnerCentralChannelHook
 
 
 def sync_settings() -> SyncSettings:
