@@ -21,14 +21,16 @@ help:
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
 	@echo "make clean     remove .venv and the local Airflow home"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	# Bytecode compiled at install: with PYTHONDONTWRITEBYTECODE set (as on these machines) every process would
 	# otherwise compile Airflow from source, which triples task start-up and DAG parse times.
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt -c constraints.txt
-	# The project root (include/, dev/) is importable in every process of the venv: tasks, tests, CLI.
-	$(VENV)/bin/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "partner_relationship_sync.pth").write_text("\n".join(sys.argv[1:]) + "\n")' "$(CURDIR)"
+	# This project, editable (the checkout stays live): include/, dev/ and bench/ import in every process of the venv.
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python --no-deps -e .
+	# Earlier versions of this Makefile put the checkout on sys.path with a .pth file instead.
+	rm -f $(VENV)/lib/python3*/site-packages/partner_relationship_sync.pth
 	touch $@
 
 $(AIRFLOW_HOME_DIR)/.migrated: $(VENV)/.installed
