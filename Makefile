@@ -21,15 +21,17 @@ help:
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
 	@echo "make clean     remove .venv and the local Airflow home"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	scripts/system_packages.sh
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	# Bytecode compiled at install: with PYTHONDONTWRITEBYTECODE set (as on these machines) every process would
 	# otherwise compile Airflow from source, which triples task start-up and DAG parse times.
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt -c constraints.txt
-	# The project root (include/) and plugins/ are importable in every process of the venv: tasks, tests, CLI.
-	$(VENV)/bin/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "partner_relationship_sync.pth").write_text("\n".join(sys.argv[1:]) + "\n")' "$(CURDIR)" "$(CURDIR)/plugins"
+	# This project, editable (the checkout stays live): include/, dev/ and bench/ import in every process of the venv.
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(VENV)/bin/python --no-deps -e .
+	# Earlier versions of this Makefile put the checkout on sys.path with a .pth file instead.
+	rm -f $(VENV)/lib/python3*/site-packages/partner_relationship_sync.pth
 	touch $@
 
 $(AIRFLOW_HOME_DIR)/.migrated: $(VENV)/.installed
@@ -56,21 +58,21 @@ bench: setup
 	$(ENV) python -m bench.run
 
 airflow: setup
-	@$(ENV) python scripts/local_airflow.py start
+	@$(ENV) python -m dev.local_stack start
 
 airflow-stop: $(VENV)/.installed
-	@$(ENV) python scripts/local_airflow.py stop
+	@$(ENV) python -m dev.local_stack stop
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 emulator: $(VENV)/.installed
-	$(ENV) python -m include.emulator --port $${EMULATOR_PORT}
+	$(ENV) python -m dev.emulator --port $${EMULATOR_PORT}
 
 lock:
 	$(VENV)/bin/uv pip compile --quiet --python $(VENV)/bin/python requirements.txt requirements-dev.txt -o constraints.txt
 
 clean:
 	-scripts/emulator.sh stop
-	-test ! -x $(VENV)/bin/python || $(ENV) python scripts/local_airflow.py stop
+	-test ! -x $(VENV)/bin/python || $(ENV) python -m dev.local_stack stop
 	rm -rf $(VENV) $(AIRFLOW_HOME_DIR)

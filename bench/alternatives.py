@@ -12,7 +12,7 @@ from include.sync.warehouse import CANDIDATE_COLUMNS
 
 def valid_candidates() -> list[dict[str, Any]]:
     """Every candidate of the warehouse, normalised (the benchmark's candidates are all valid)."""
-    from partner_central_provider.sync_tasks import open_warehouse, sync_settings
+    from include.sync.tasks import open_warehouse, sync_settings
 
     settings = sync_settings()
     with open_warehouse(settings) as warehouse:

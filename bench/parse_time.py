@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.local_airflow import PROJECT_DIR
+from dev import PROJECT_DIR
 
 DAG_FILES = sorted((PROJECT_DIR / "dags").glob("*.py"))
 

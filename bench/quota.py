@@ -20,9 +20,11 @@ from typing import Any
 
 import psycopg2
 
-from include.emulator.service import max_in_any_second
-from include.sync.demo_data import candidate_table_ddl, distinct_candidates, insert_candidates
-from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
+from dev import PROJECT_DIR
+from dev.demo_data import candidate_table_ddl, distinct_candidates, insert_candidates
+from dev.emulator.service import max_in_any_second
+from dev.local_stack.databases import free_port, fresh_postgres_database
+from dev.local_stack.supervisor import LocalAirflow
 
 SYNC = "partner_relationship_sync"
 METADATA_DB = "partner_sync_bench_airflow"

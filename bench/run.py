@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from scripts.local_airflow import PROJECT_DIR
+from dev import PROJECT_DIR
 
 TARGETS = {
     "rate": 0.90,  # creates per second ÷ Q while creating

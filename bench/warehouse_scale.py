@@ -22,9 +22,9 @@ from typing import Any
 
 import psycopg2
 
-from include.sync.demo_data import PMA, candidate_table_ddl
+from dev.demo_data import PMA, candidate_table_ddl
+from dev.local_stack.databases import fresh_postgres_database
 from include.sync.warehouse import CANDIDATE_COLUMNS
-from scripts.local_airflow import fresh_postgres_database
 
 DAY = dt.datetime(2026, 8, 1, tzinfo=dt.timezone.utc)
 TABLE = "partner_relationship_candidates"

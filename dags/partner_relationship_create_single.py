@@ -13,7 +13,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from include.partner_central.form_fields import create_form_fields
-from partner_central_provider.operators import CreateRelationshipOperator
+from include.partner_central.operators import CreateRelationshipOperator
 
 DEMO_DEFAULTS = {
     "catalog": "Sandbox",

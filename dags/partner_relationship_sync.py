@@ -84,21 +84,21 @@ def partner_relationship_sync():
     # DAG processor parses this file.
     @task
     def check_and_stage() -> list[dict[str, int]]:
-        from partner_central_provider import sync_tasks
+        from include.sync import tasks
 
-        return sync_tasks.check_and_stage()
+        return tasks.check_and_stage()
 
     @task(pool=POOL, map_index_template="{{ batch_label }}", retries=3)
     def create_relationships(batch: dict[str, int]) -> dict[str, int]:
-        from partner_central_provider import sync_tasks
+        from include.sync import tasks
 
-        return sync_tasks.create_batch(batch)
+        return tasks.create_batch(batch)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def record_run() -> dict:
-        from partner_central_provider import sync_tasks
+        from include.sync import tasks
 
-        return sync_tasks.record_run()
+        return tasks.record_run()
 
     batches = check_and_stage()
     create_relationships.expand(batch=batches) >> record_run()

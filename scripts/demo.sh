@@ -11,14 +11,14 @@ if ! scripts/emulator.sh status >/dev/null 2>&1; then scripts/emulator.sh start;
 trap '[ -n "$started_emulator" ] && scripts/emulator.sh stop >/dev/null' EXIT
 
 warehouse="$AIRFLOW_HOME/warehouse.db"
-run_date=$(python -m include.sync.demo_data seed "$warehouse")
+run_date=$(python -m dev.demo_data seed "$warehouse")
 log="$AIRFLOW_HOME/demo.log"
 echo "Sample candidates are in $warehouse (table partner_relationship_candidates)."
 echo "Running: airflow dags test partner_relationship_sync $run_date   (log: $log) ..."
 if ! airflow dags test partner_relationship_sync "$run_date" >"$log" 2>&1; then
   echo "The DAG run failed; the end of its log:" >&2; tail -40 "$log" >&2; exit 1
 fi
-python -m include.sync.demo_data report "$warehouse"
+python -m dev.demo_data report "$warehouse"
 python - "$EMULATOR_URL" <<'PY'
 import json, sys, urllib.request
 rows = json.load(urllib.request.urlopen(sys.argv[1] + "/_emulator/relationships"))

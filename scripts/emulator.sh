@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start or stop the local Partner Central emulator in the background: scripts/emulator.sh start|stop|status
-# Extra arguments after `start` go to the emulator (python -m include.emulator --help lists them).
+# Extra arguments after `start` go to the emulator (python -m dev.emulator --help lists them).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 pid_file="$AIRFLOW_HOME/emulator.pid"
@@ -21,7 +21,7 @@ case "${1:-}" in
     mkdir -p "$AIRFLOW_HOME"
     if healthy; then echo "emulator already running at $EMULATOR_URL"; exit 0; fi
     cd "$PROJECT_DIR"
-    nohup python -m include.emulator --port "$EMULATOR_PORT" "$@" >"$log_file" 2>&1 &
+    nohup python -m dev.emulator --port "$EMULATOR_PORT" "$@" >"$log_file" 2>&1 &
     echo $! >"$pid_file"
     for _ in $(seq 50); do
       if healthy; then echo "emulator running at $EMULATOR_URL (log: $log_file)"; exit 0; fi

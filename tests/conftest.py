@@ -11,9 +11,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from include.emulator.server import EmulatorServer
-from include.emulator.service import Settings
-from scripts.local_airflow import free_port
+from dev.emulator.server import EmulatorServer
+from dev.emulator.service import Settings
+from dev.local_stack.databases import free_port
 from tests.warehouses import (
     MARIADB_DSN,
     POSTGRES_DSN,

@@ -12,20 +12,20 @@ from collections import Counter
 import psycopg2.errors
 import pytest
 
+from dev.demo_data import distinct_candidates, insert_candidates, sample_candidates
 from include.partner_central.api_errors import IAM_ACTIONS, AccountLevelError, ApiError, classify
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import steps
-from include.sync.demo_data import distinct_candidates, insert_candidates, sample_candidates
 from include.sync.dialect import UtcDateTime
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CANDIDATE_COLUMNS, CandidatesTableError
-from partner_central_provider.hooks import PartnerCentralChannelHook
-from tests.test_sync_steps import DAY, INTERVAL, SETTINGS, DiesAfter, Killed, one, request, statuses
+from tests.test_sync_steps import DAY, INTERVAL, SETTINGS, Killed, dying_hook, one, request, statuses
 
 NEXT_DAY = (INTERVAL[1], INTERVAL[1] + dt.timedelta(days=1))
 
 
-def run_sync(test_warehouse, run: steps.RunRequest, settings: SyncSettings = SETTINGS, client=None) -> dict:
+def run_sync(test_warehouse, run: steps.RunRequest, settings: SyncSettings = SETTINGS, hook=None) -> dict:
     """One whole run as the DAG makes it; the run row, and what stopped a batch or failed the run."""
     warehouse = test_warehouse.warehouse()
     try:
@@ -36,7 +36,7 @@ def run_sync(test_warehouse, run: steps.RunRequest, settings: SyncSettings = SET
     stopped = []
     for batch in batches:
         try:
-            steps.create_batch(warehouse, settings, run, batch, client or PartnerCentralChannelHook().conn, limiter)
+            steps.create_batch(warehouse, settings, run, batch, hook or PartnerCentralChannelHook(), limiter)
         except Exception as exc:  # a failed batch task; the run goes on to record_run (all_done)
             stopped.append(exc)
     try:
@@ -267,7 +267,7 @@ def test_a_warehouse_lock_in_the_rate_limiter_fails_the_task_and_is_no_candidate
         expected = "lock"
     try:
         with pytest.raises(Exception, match=f"(?i){expected}") as raised:
-            steps.create_batch(warehouse, SETTINGS, run, batch, PartnerCentralChannelHook().conn, limiter)
+            steps.create_batch(warehouse, SETTINGS, run, batch, PartnerCentralChannelHook(), limiter)
         # The database's own error (SQLAlchemy wraps the driver's), never an API outcome.
         driver_error = getattr(raised.value, "orig", raised.value)
         assert type(driver_error).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg", "MySQLdb")
@@ -502,7 +502,7 @@ def test_an_answer_naming_a_relationship_another_candidate_holds_is_not_recorded
     warehouse = test_warehouse.warehouse()
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
     for run, batches in ((run_x, x_batches), (run_y, y_batches)):
-        steps.create_batch(warehouse, SETTINGS, run, batches[0], PartnerCentralChannelHook().conn, limiter)
+        steps.create_batch(warehouse, SETTINGS, run, batches[0], PartnerCentralChannelHook(), limiter)
 
     states = outcome_rows(test_warehouse)
     assert (states["x"]["status"], states["y"]["status"]) == ("created", "rejected")
@@ -627,9 +627,7 @@ def test_after_any_sequence_of_faults_one_clean_run_converges(test_warehouse, em
     batches = steps.prepare(warehouse, settings, run)
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
     with pytest.raises(Killed):
-        steps.create_batch(
-            warehouse, settings, run, batches[0], DiesAfter(PartnerCentralChannelHook().conn, 3), limiter
-        )
+        steps.create_batch(warehouse, settings, run, batches[0], dying_hook(3), limiter)
     assert "claimed" in statuses(test_warehouse).values()  # the killed call's claim is left behind
 
     # The left-behind claim is stale by the time the next run comes (as after claim_timeout_seconds).

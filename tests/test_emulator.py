@@ -17,8 +17,8 @@ import pytest
 import regex
 from botocore.validate import ParamValidator
 
-from include.emulator.server import parse_args
-from include.emulator.service import Settings
+from dev.emulator.server import parse_args
+from dev.emulator.service import Settings
 from include.partner_central.relationship_request import build_create_request
 from include.partner_central.service_model import field_limits, input_shape, service_model
 from tests.factories import PMA, account, relationship_fields

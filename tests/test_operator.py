@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from include.partner_central.hooks import PartnerCentralChannelHook
+from include.partner_central.operators import RENAMED_FIELDS, CreateRelationshipOperator
 from include.partner_central.relationship_request import client_token_for
 from include.partner_central.service_model import create_request_fields, snake_case
-from partner_central_provider.hooks import PartnerCentralChannelHook
-from partner_central_provider.operators import RENAMED_FIELDS, CreateRelationshipOperator
 from tests.factories import PMA, account, relationship_fields
 
 

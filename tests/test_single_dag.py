@@ -47,7 +47,7 @@ def test_the_operator_maps_with_expand_and_expand_kwargs():
 
     from airflow.sdk import DAG
 
-    from partner_central_provider.operators import CreateRelationshipOperator
+    from include.partner_central.operators import CreateRelationshipOperator
 
     with DAG("mapped_create", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) as dag:
         shared = relationship_fields()

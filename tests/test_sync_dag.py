@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from include.emulator.service import max_in_any_second
-from include.sync.demo_data import sample_candidates
+from dev.demo_data import sample_candidates
+from dev.emulator.service import max_in_any_second
 from tests.test_dag_integrity import DAGS_FOLDER
 
 DAY = dt.date(2026, 11, 20)

@@ -8,13 +8,13 @@ from collections import Counter
 
 import pytest
 
-from include.emulator.service import max_in_any_second
+from dev.demo_data import sample_candidates
+from dev.emulator.service import max_in_any_second
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import steps
-from include.sync.demo_data import sample_candidates
 from include.sync.dialect import identifier
 from include.sync.settings import SyncSettings, Tables
 from include.sync.shared_rate_limit import WarehouseRateLimiter
-from partner_central_provider.hooks import PartnerCentralChannelHook
 
 DAY = dt.date(2026, 11, 20)
 INTERVAL = (
@@ -30,11 +30,11 @@ def request(run_id: str = "run-1", **overrides) -> steps.RunRequest:
 
 def sync(test_warehouse, run: steps.RunRequest, settings: SyncSettings = SETTINGS) -> dict:
     warehouse = test_warehouse.warehouse()
-    client = PartnerCentralChannelHook().conn
+    hook = PartnerCentralChannelHook()
     batches = steps.prepare(warehouse, settings, run)
     limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
     for batch in batches:
-        steps.create_batch(warehouse, settings, run, batch, client, limiter)
+        steps.create_batch(warehouse, settings, run, batch, hook, limiter)
     try:
         return steps.finish(warehouse, run)
     except steps.SyncRunFailed:
@@ -186,22 +186,29 @@ class DiesAfter:
         return response
 
 
+def dying_hook(creates: int) -> PartnerCentralChannelHook:
+    """The hook, whose own client dies right after the n-th create was committed by the service."""
+    hook = PartnerCentralChannelHook()
+    hook.conn = DiesAfter(hook.conn, creates)
+    return hook
+
+
 def test_a_batch_killed_half_way_then_retried_has_no_duplicate_and_no_missing_outcome(test_warehouse, emulator):
     test_warehouse.seed(sample_candidates(DAY))
     run = request()
     settings = SyncSettings(rate_per_second=50, batch_size=100)
     warehouse = test_warehouse.warehouse()
     [batch] = steps.prepare(warehouse, settings, run)
-    client = PartnerCentralChannelHook().conn
+    hook = PartnerCentralChannelHook()
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
 
     with pytest.raises(Killed):
-        steps.create_batch(warehouse, settings, run, batch, DiesAfter(client, 10), limiter)
+        steps.create_batch(warehouse, settings, run, batch, dying_hook(10), limiter)
     assert Counter(statuses(test_warehouse).values())["created"] == 9  # the 10th was created, never recorded
 
     retry_warehouse = test_warehouse.warehouse()  # the retry is a new process with a new connection
     steps.create_batch(
-        retry_warehouse, settings, run, batch, client, WarehouseRateLimiter(retry_warehouse, "aws:test", 50)
+        retry_warehouse, settings, run, batch, hook, WarehouseRateLimiter(retry_warehouse, "aws:test", 50)
     )
 
     assert steps.finish(retry_warehouse, run)["created"] == 25
@@ -220,7 +227,7 @@ def send_batch_in_its_own_process(url: str, settings, run, batch) -> dict:
     warehouse = Warehouse(sa.create_engine(url), Tables())
     try:
         limiter = WarehouseRateLimiter(warehouse, "aws:test", settings.rate_per_second)
-        return dict(steps.create_batch(warehouse, settings, run, batch, PartnerCentralChannelHook().conn, limiter))
+        return dict(steps.create_batch(warehouse, settings, run, batch, PartnerCentralChannelHook(), limiter))
     finally:
         warehouse.close()
         warehouse.engine.dispose()

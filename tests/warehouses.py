@@ -72,7 +72,7 @@ class TestWarehouse:
             self.state.close()
 
     def seed(self, rows, timestamp_type: str | None = None) -> None:
-        from include.sync.demo_data import candidate_table_ddl, insert_candidates
+        from dev.demo_data import candidate_table_ddl, insert_candidates
         from include.sync.settings import Tables
 
         table = Tables().candidates

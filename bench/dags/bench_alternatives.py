@@ -8,7 +8,7 @@ import os
 
 from airflow.sdk import dag, task
 
-from partner_central_provider.operators import CreateRelationshipOperator
+from include.partner_central.operators import CreateRelationshipOperator
 
 POOL = os.environ.get("PARTNER_SYNC_POOL", "partner_central_api")
 

@@ -1,6 +1,7 @@
 """Create one relationship exactly once: deterministic token, rate limit, one retry layer, conflict look-up.
 
-The operator and the sync's batch task both call `create_relationship`, so they share one code path.
+The operator and the sync's batch task both call it through PartnerCentralChannelHook.create_relationship (with the
+hook's client: no botocore retries, bounded timeouts), so they share one code path.
 """
 
 from __future__ import annotations
@@ -142,10 +143,13 @@ def find_relationship(
         )
 
     def search() -> dict[str, Any] | None:
-        for page in client.get_paginator("list_relationships").paginate(**filters):
-            for item in page.get("items", []):
-                if matches(item):
-                    return item
-        return None
+        return next((item for item in relationships(client, filters) if matches(item)), None)
 
     return policy.call(search)
+
+
+def relationships(client: Any, filters: Mapping[str, Any], page_size: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every relationship ListRelationships returns for the filters, page after page (the model's paginator)."""
+    pagination = {"PaginationConfig": {"PageSize": page_size}} if page_size else {}
+    for page in client.get_paginator("list_relationships").paginate(**filters, **pagination):
+        yield from page.get("items", [])

@@ -24,10 +24,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.partner_central.api_errors import AccountLevelError, ApiError, stop_if_account_level
-from include.partner_central.create_relationship import create_relationship
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.retry_policy import RetryPolicy
 from include.sync import candidates as cand
@@ -47,6 +46,9 @@ from include.sync.warehouse import (
     Warehouse,
     candidate_table_ddl,
 )
+
+if TYPE_CHECKING:  # the sync stays plain Python: Airflow is imported by the task that builds the hook
+    from include.partner_central.hooks import PartnerCentralChannelHook
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +415,7 @@ def create_batch(
     settings: SyncSettings,
     run: RunRequest,
     batch: Batch,
-    client: Any,
+    hook: PartnerCentralChannelHook,
     limiter: RateLimiter,
     logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> Counter:
@@ -426,7 +428,7 @@ def create_batch(
     rows = warehouse.batch(run.dag_run_id, batch.first, batch.end)
     for index, row in enumerate(rows):
         try:
-            outcome = _send(warehouse, settings, run, row, client, limiter, policy, logger)
+            outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
         except AccountLevelError as stop:
             if not run.dry_run:
                 warehouse.leave_pending(run.dag_run_id, rows[index:], stop.error.code, str(stop))
@@ -456,7 +458,7 @@ def _send(
     settings: SyncSettings,
     run: RunRequest,
     row: dict[str, Any],
-    client: Any,
+    hook: PartnerCentralChannelHook,
     limiter: RateLimiter,
     policy: RetryPolicy,
     logger: logging.Logger | logging.LoggerAdapter,
@@ -472,8 +474,8 @@ def _send(
     if not warehouse.claim(run.dag_run_id, row["candidate_id"], row["client_token"], settings.claim_timeout_seconds):
         return Outcome(status=SKIPPED, error_message="done or claimed by another run", **base)
     try:
-        result = create_relationship(
-            client, json.loads(row["request_json"]), limiter=limiter, policy=policy, logger=logger
+        result = hook.create_relationship(
+            json.loads(row["request_json"]), limiter=limiter, policy=policy, logger=logger
         )
     except ApiError as error:
         stop_if_account_level(error)

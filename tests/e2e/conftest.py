@@ -1,5 +1,5 @@
 """A running Airflow for the end-to-end tests: API server, scheduler, DAG processor and triggerer on the LocalExecutor
-(scripts/local_airflow.py, as `make airflow` starts it), its metadata database and the warehouse on the local
+(dev/local_stack, as `make airflow` starts it), its metadata database and the warehouse on the local
 PostgreSQL server, and the emulator. Started once per session; each test gets an empty warehouse and a fresh
 emulator. The Airflow home, with every component's log and the task logs, is kept in test-artifacts/e2e-airflow/."""
 
@@ -16,7 +16,9 @@ from typing import Any
 import psycopg2
 import pytest
 
-from scripts.local_airflow import PROJECT_DIR, LocalAirflow, free_port, fresh_postgres_database
+from dev import PROJECT_DIR
+from dev.local_stack.databases import free_port, fresh_postgres_database
+from dev.local_stack.supervisor import LocalAirflow
 from tests.warehouses import POSTGRES_DSN, TestWarehouse
 
 DAG_ID = "partner_relationship_sync"

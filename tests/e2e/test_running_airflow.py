@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from include.emulator.service import max_in_any_second
-from include.sync.demo_data import distinct_candidates as candidates
-from scripts.local_airflow import ApiCallError
+from dev.demo_data import distinct_candidates as candidates
+from dev.emulator.service import max_in_any_second
+from dev.local_stack.rest_client import ApiCallError
 from tests.e2e.conftest import Stack, outcomes
 from tests.warehouses import TestWarehouse
 

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from include.sync.demo_data import distinct_candidates as candidates
+from dev.demo_data import distinct_candidates as candidates
 from tests.e2e.conftest import ARTIFACTS, DAG_ID, Stack, outcomes
 from tests.warehouses import TestWarehouse
 

@@ -1,7 +1,7 @@
 """Sample candidates for the demo and the tests: realistic rows, some of them bad in the ways real feeds are.
 
-python -m include.sync.demo_data seed PATH     create and fill the candidates table of a SQLite warehouse (once)
-python -m include.sync.demo_data report PATH   print the last run's counts and where to look
+python -m dev.demo_data seed PATH     create and fill the candidates table of a SQLite warehouse (once)
+python -m dev.demo_data report PATH   print the last run's counts and where to look
 """
 
 from __future__ import annotations

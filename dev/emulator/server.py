@@ -17,7 +17,7 @@ from dataclasses import asdict, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from include.emulator.service import ApiFault, DropResponse, Emulator, Settings, setting_kind
+from dev.emulator.service import ApiFault, DropResponse, Emulator, Settings, setting_kind
 from include.partner_central.service_model import service_model
 
 log = logging.getLogger("partner_central_emulator")

@@ -13,12 +13,12 @@ from airflow.sdk import BaseHook, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
 from include.partner_central.api_errors import AccountLevelError
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import steps
 from include.sync.candidates import candidate_key
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CandidatesTableError, Warehouse
-from partner_central_provider.hooks import PartnerCentralChannelHook
 
 
 def sync_settings() -> SyncSettings:
@@ -98,11 +98,12 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
     settings = sync_settings()
     this_batch = steps.Batch(**batch)
     context["batch_label"] = this_batch.label
-    client = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id).conn
+    hook = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id)
+    hook.get_conn()  # the client (connection, credentials, endpoint) is built before any candidate is claimed
     with open_warehouse(settings) as warehouse:
         limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}", settings.rate_per_second)
         try:
-            counts = steps.create_batch(warehouse, settings, run_request(context), this_batch, client, limiter)
+            counts = steps.create_batch(warehouse, settings, run_request(context), this_batch, hook, limiter)
         except AccountLevelError as stop:
             # Credentials, access and clocks need a person: no task retry. A network blip or throttling may pass.
             raise (AirflowException if stop.transient else AirflowFailException)(str(stop)) from None

@@ -11,11 +11,10 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.partner_central.api_errors import ApiError
-from include.partner_central.create_relationship import create_relationship
+from include.partner_central.hooks import PartnerCentralChannelHook
 from include.partner_central.rate_limit import DEFAULT_CREATES_PER_SECOND, AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
 from include.partner_central.retry_policy import RetryPolicy
-from partner_central_provider.hooks import PartnerCentralChannelHook
 
 JSON_FIELDS = ("tags", "requested_support_plan")
 
@@ -118,8 +117,7 @@ class CreateRelationshipOperator(AwsBaseOperator[PartnerCentralChannelHook]):
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
-            result = create_relationship(
-                self.hook.conn,
+            result = self.hook.create_relationship(
                 self.request(),
                 limiter=AdaptiveRateLimiter(self.rate_per_second),
                 policy=RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds),

@@ -1,0 +1,3 @@
+from dev.emulator.server import main
+
+main()

@@ -1,0 +1,24 @@
+"""Ports and databases for a second stack next to `make airflow` (the end-to-end tests', the benchmark's)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a second stack next to `make airflow` (the tests', the benchmark's)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_postgres_database(name: str, server: str = "host=127.0.0.1 port=5432 user=postgres") -> None:
+    """Drop and create a database on the local PostgreSQL server (a stack's metadata, a test warehouse)."""
+    import psycopg2
+
+    connection = psycopg2.connect(f"{server} dbname=postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()

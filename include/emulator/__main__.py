@@ -1,3 +1,0 @@
-from include.emulator.server import main
-
-main()

@@ -1,0 +1,135 @@
+"""Hook for AWS Partner Central Channel, in the Amazon provider's style (SqsHook): the boto3 client
+("partnercentral-channel") with this project's botocore config, and the API methods the operator and the sync call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
+
+from include.partner_central import create_relationship as create_path
+from include.partner_central.rate_limit import RateLimiter
+from include.partner_central.retry_policy import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, RetryPolicy
+
+# Timeouts unless the connection's botocore config says otherwise: a hung call must not hold a pool slot forever.
+DEFAULT_CONFIG = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
+# Always: botocore does not retry; tenacity does (include.partner_central.retry_policy), so attempts never multiply.
+NO_BOTOCORE_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+# The service has one global endpoint; botocore still needs a region to sign with.
+DEFAULT_REGION = "us-east-1"
+
+
+class PartnerCentralChannelHook(AwsBaseHook):
+    """
+    Interact with AWS Partner Central Channel.
+
+    Provide thin wrapper around :external+boto3:py:class:`boto3.client("partnercentral-channel")`, whose botocore
+    config always turns botocore's own retries off and bounds each attempt (connect and read timeouts). Call the API
+    through the methods below, not through a client of your own: a stock client would bring botocore's hidden
+    retries back. Additional arguments (``aws_conn_id``, ``region_name``, ``verify``, ``config``) are passed down to
+    AwsBaseHook; ``endpoint_url`` comes from the connection's extra, as for every AWS hook.
+
+    .. seealso::
+        - :class:`airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook`
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "partnercentral-channel"
+        super().__init__(*args, **kwargs)
+
+    @property
+    def region_name(self) -> str:
+        return super().region_name or DEFAULT_REGION
+
+    @property
+    def config(self) -> Config:
+        return DEFAULT_CONFIG.merge(super().config).merge(NO_BOTOCORE_RETRIES)
+
+    def create_relationship(
+        self,
+        request: Mapping[str, Any],
+        *,
+        limiter: RateLimiter,
+        policy: RetryPolicy = create_path.DEFAULT_POLICY,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> create_path.CreateResult:
+        """
+        Create one relationship exactly once (CreateRelationship): paced by ``limiter``, retried by ``policy``, and
+        on a ConflictException the existing relationship is looked up and returned as ``already_exists``.
+
+        .. seealso::
+            - :func:`include.partner_central.create_relationship.create_relationship`
+
+        :param request: the CreateRelationship request, with its ``clientToken``
+            (:func:`include.partner_central.relationship_request.build_create_request` builds one).
+        :param limiter: the rate limiter every call of this quota goes through.
+        :param policy: retries (attempts, time budget, backoff).
+        :param logger: where attempts and outcomes are logged (default: the hook's logger).
+        :return: the outcome: status (``created`` or ``already_exists``), relationship id and ARN, attempts.
+        :raises ApiError: when the relationship can be neither created nor found.
+        """
+        return create_path.create_relationship(
+            self.conn, request, limiter=limiter, policy=policy, logger=logger or self.log
+        )
+
+    def get_relationship(
+        self, *, catalog: str, program_management_account_identifier: str, identifier: str
+    ) -> dict[str, Any]:
+        """
+        One relationship (GetRelationship).
+
+        .. seealso::
+            - :external+boto3:py:meth:`PartnerCentralChannel.Client.get_relationship`
+
+        :param catalog: ``AWS`` or ``Sandbox``.
+        :param program_management_account_identifier: the program management account's id or ARN.
+        :param identifier: the relationship's id or ARN.
+        :return: its ``relationshipDetail``.
+        """
+        response = self.conn.get_relationship(
+            catalog=catalog,
+            programManagementAccountIdentifier=program_management_account_identifier,
+            identifier=identifier,
+        )
+        return response["relationshipDetail"]
+
+    def list_relationships(
+        self,
+        *,
+        catalog: str,
+        associated_account_ids: list[str] | None = None,
+        association_types: list[str] | None = None,
+        display_names: list[str] | None = None,
+        program_management_account_identifiers: list[str] | None = None,
+        sort: dict[str, str] | None = None,
+        page_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """
+        Every relationship that matches the filters (ListRelationships, page after page through the model's
+        paginator).
+
+        .. seealso::
+            - :external+boto3:py:meth:`PartnerCentralChannel.Client.list_relationships`
+
+        :param catalog: ``AWS`` or ``Sandbox``.
+        :param associated_account_ids: only these associated accounts.
+        :param association_types: only these association types.
+        :param display_names: only these display names.
+        :param program_management_account_identifiers: only these program management accounts (ids or ARNs).
+        :param sort: ``{"sortBy": "UpdatedAt", "sortOrder": "Ascending" | "Descending"}``.
+        :param page_size: relationships per call (``maxResults``); default: the service's.
+        :return: the relationship summaries, as dicts.
+        """
+        filters = {
+            "catalog": catalog,
+            "associatedAccountIds": associated_account_ids,
+            "associationTypes": association_types,
+            "displayNames": display_names,
+            "programManagementAccountIdentifiers": program_management_account_identifiers,
+            "sort": sort,
+        }
+        pruned = {name: value for name, value in filters.items() if value is not None}
+        return list(create_path.relationships(self.conn, pruned, page_size=page_size))

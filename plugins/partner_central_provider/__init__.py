@@ -1,1 +1,0 @@
-"""Airflow hook and operator for AWS Partner Central Channel, in the style of the Amazon provider."""
