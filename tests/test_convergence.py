@@ -253,12 +253,13 @@ def test_a_warehouse_lock_in_the_rate_limiter_fails_the_task_and_is_no_candidate
     warehouse = test_warehouse.warehouse()
     [batch] = steps.prepare(warehouse, SETTINGS, run)
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 50)
-    blocker = test_warehouse.connect()
+    state = test_warehouse.state  # where the rate schedule lives
+    blocker = state.connect()
     session = {"sqlite": "PRAGMA busy_timeout=50", "postgres": "SET lock_timeout = '50ms'"}
     session["mariadb"] = "SET SESSION innodb_lock_wait_timeout = 1"
-    warehouse.connection.exec_driver_sql(session[test_warehouse.kind])
+    warehouse.connection.exec_driver_sql(session[state.kind])
     warehouse.connection.commit()
-    if test_warehouse.kind == "sqlite":
+    if state.kind == "sqlite":
         blocker.isolation_level = None
         blocker.execute("BEGIN IMMEDIATE")
         expected = "database is locked"
@@ -272,7 +273,7 @@ def test_a_warehouse_lock_in_the_rate_limiter_fails_the_task_and_is_no_candidate
         driver_error = getattr(raised.value, "orig", raised.value)
         assert type(driver_error).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg", "MySQLdb")
     finally:
-        blocker.execute("ROLLBACK") if test_warehouse.kind == "sqlite" else blocker.rollback()
+        blocker.execute("ROLLBACK") if state.kind == "sqlite" else blocker.rollback()
         blocker.close()
 
     assert creates(emulator) == []
@@ -388,12 +389,14 @@ def test_the_real_database_error_is_what_the_user_sees(test_warehouse):
 # -- 4. native types ------------------------------------------------------------------------------------------------
 def test_native_column_types_are_read_as_a_user_would_expect(test_warehouse, emulator):
     """PostgreSQL: JSONB support_plan and tags, BIGINT ids, timestamp without time zone. MariaDB: JSON, BIGINT,
-    DATETIME(6). SQLite: INTEGER ids and epoch seconds. A numeric account id that lost its leading zeros is rejected by
-    the 12-digit rule."""
+    DATETIME(6). Snowflake: VARIANT, NUMBER, TIMESTAMP_NTZ. SQLite: INTEGER ids and epoch seconds. A numeric
+    account id that lost its leading zeros is rejected by the 12-digit rule."""
     postgres = test_warehouse.kind == "postgres"
-    json_type, ts_type = {"postgres": ("JSONB", "TIMESTAMP"), "mariadb": ("JSON", "DATETIME(6)")}.get(
-        test_warehouse.kind, ("TEXT", "INTEGER")
-    )
+    json_type, ts_type = {
+        "postgres": ("JSONB", "TIMESTAMP"),
+        "mariadb": ("JSON", "DATETIME(6)"),
+        "snowflake": ("VARIANT", "TIMESTAMP_NTZ"),
+    }.get(test_warehouse.kind, ("TEXT", "INTEGER"))
     test_warehouse.execute(
         "CREATE TABLE partner_relationship_candidates (candidate_id BIGINT PRIMARY KEY, catalog TEXT,"
         " association_type TEXT, program_management_account_identifier TEXT, associated_account_id BIGINT,"
@@ -522,7 +525,7 @@ def test_a_schedule_written_by_a_clock_far_ahead_does_not_stall_the_others(test_
     warehouse.create_tables()
     limiter = WarehouseRateLimiter(warehouse, "aws:test", 10)
     ahead = warehouse.db_epoch() + 600
-    test_warehouse.execute(
+    test_warehouse.state.execute(
         "UPDATE partner_central_rate_limit SET next_free_at = ? WHERE limiter_key = 'aws:test'", [ahead]
     )
     slept = []
@@ -555,14 +558,15 @@ def test_claims_are_judged_by_the_warehouse_clock(test_warehouse, monkeypatch):
     monkeypatch.setattr(warehouse_module, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": AheadDatetime}))
     assert not warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # still live by the warehouse's clock
     assert warehouse.claim("run-2", "c2", "pcrel-y", 3600)
-    rows = {r["candidate_id"]: r for r in test_warehouse.query("SELECT * FROM partner_relationship_outcomes")}
+    state = test_warehouse.state  # claims live in the state store
+    rows = {r["candidate_id"]: r for r in state.query("SELECT * FROM partner_relationship_outcomes")}
     assert rows["c1"]["dag_run_id"] == "run-1"
     claimed_at = UtcDateTime().process_result_value(rows["c2"]["claimed_at"], warehouse.engine.dialect)
     assert abs((claimed_at - warehouse.db_now()).total_seconds()) < 60
 
-    test_warehouse.execute(
+    state.execute(
         "UPDATE partner_relationship_outcomes SET claimed_at = ? WHERE candidate_id = 'c1'",
-        [_text_or_time(test_warehouse, claimed_at - dt.timedelta(hours=2))],
+        [_text_or_time(state, claimed_at - dt.timedelta(hours=2))],
     )
     assert warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # stale by the warehouse's clock: taken over
 
@@ -579,7 +583,7 @@ def test_a_finished_run_leaves_no_staging_and_history_keeps_requests_only_for_dr
     test_warehouse.seed(sample_candidates(DAY, good=3)[:3])
     run_sync(test_warehouse, request("dry", dry_run=True))
     run_sync(test_warehouse, request("real"))
-    assert test_warehouse.query("SELECT * FROM partner_relationship_staging") == []
+    assert test_warehouse.state.query("SELECT * FROM partner_relationship_staging") == []
     history = test_warehouse.query("SELECT dag_run_id, request_json FROM partner_relationship_attempts")
     assert {r["dag_run_id"] for r in history if r["request_json"]} == {"dry"}
 
@@ -592,7 +596,8 @@ def test_history_older_than_the_retention_is_pruned(test_warehouse, emulator):
         ("partner_relationship_attempts", "updated_at"),
         ("partner_relationship_sync_runs", "started_at"),
     ):
-        test_warehouse.execute(f"UPDATE {table} SET {column} = ?", [_text_or_time(test_warehouse, old)])
+        for database in {test_warehouse, test_warehouse.state}:  # the state store, and the warehouse's copy
+            database.execute(f"UPDATE {table} SET {column} = ?", [_text_or_time(database, old)])
     warehouse = test_warehouse.warehouse()
     run = request("new", interval=NEXT_DAY)
     steps.prepare(warehouse, SETTINGS, run)
@@ -631,9 +636,9 @@ def test_after_any_sequence_of_faults_one_clean_run_converges(test_warehouse, em
     assert "claimed" in statuses(test_warehouse).values()  # the killed call's claim is left behind
 
     # The left-behind claim is stale by the time the next run comes (as after claim_timeout_seconds).
-    test_warehouse.execute(
+    test_warehouse.state.execute(
         "UPDATE partner_relationship_outcomes SET claimed_at = ? WHERE status = 'claimed'",
-        [_text_or_time(test_warehouse, dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))],
+        [_text_or_time(test_warehouse.state, dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))],
     )
     final = run_sync(test_warehouse, request("clean", interval=NEXT_DAY, **loose), settings)
 

@@ -90,7 +90,7 @@ class TestWarehouse:
     def query(self, sql: str, params=()) -> list[dict]:
         cursor = self.connection.cursor()
         cursor.execute(sql.replace("?", self.placeholder), params)
-        names = [c[0] for c in cursor.description]
+        names = [c[0].lower() for c in cursor.description]  # Snowflake answers in upper case
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         self.connection.commit()
         return rows

@@ -422,7 +422,23 @@ def create_batch(
     """Send one batch. Each outcome is written when its call returns; rows this run already recorded are skipped,
     so a retried batch picks up where a killed one stopped. An account-level error stops the batch at once: the
     candidate in hand and the rest of the batch are left pending, saying why, and AccountLevelError propagates with
-    the cause and the fix."""
+    the cause and the fix. What the batch recorded is written back to an analytical warehouse when it ends, however
+    it ends."""
+    try:
+        return _create_batch(warehouse, settings, run, batch, hook, limiter, logger)
+    finally:
+        write_back(warehouse)
+
+
+def _create_batch(
+    warehouse: Warehouse,
+    settings: SyncSettings,
+    run: RunRequest,
+    batch: Batch,
+    hook: PartnerCentralChannelHook,
+    limiter: RateLimiter,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> Counter:
     policy = settings.retry_policy
     counts: Counter = Counter()
     rows = warehouse.batch(run.dag_run_id, batch.first, batch.end)

@@ -107,8 +107,7 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
         except AccountLevelError as stop:
             # Credentials, access and clocks need a person: no task retry. A network blip or throttling may pass.
             raise (AirflowException if stop.transient else AirflowFailException)(str(stop)) from None
-        finally:
-            steps.write_back(warehouse)
+
     return dict(counts)
 
 

@@ -776,6 +776,11 @@ class Warehouse:
                 old = sa.select(runs.c.dag_run_id).where(runs.c.started_at < cutoff)
                 connection.execute(sa.delete(staging).where(staging.c.dag_run_id.in_(old)))
                 connection.execute(sa.delete(runs).where(runs.c.started_at < cutoff))
+        if self.separate and retention_days > 0:
+            copies = self.copies
+            with self.source.connect() as warehouse, warehouse.begin():
+                warehouse.execute(sa.delete(copies.attempts).where(copies.attempts.c.updated_at < cutoff))
+                warehouse.execute(sa.delete(copies.runs).where(copies.runs.c.started_at < cutoff))
 
     # -- write-back to an analytical warehouse --------------------------------------------------------------------
     @retry_transient
