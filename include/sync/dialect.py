@@ -99,15 +99,17 @@ def _mysql_epoch(element: Any, compiler: Any, **kw: Any) -> str:
 
 class UtcDateTime(sa.TypeDecorator):
     """An aware UTC datetime in Python whatever the database keeps: timestamptz on PostgreSQL, DATETIME(6) in UTC on
-    MySQL, ISO text on SQLite."""
+    MySQL, ISO text on SQLite, TIMESTAMP_TZ on Snowflake, TIMESTAMP on BigQuery."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> Any:
         if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(sa.DateTime(timezone=True))
+            return mysql.DATETIME(fsp=6)
+        if dialect.name == "bigquery":  # its DATETIME has no time zone; TIMESTAMP is an instant
+            return sa.TIMESTAMP()
+        return sa.DateTime(timezone=True)
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None or dialect.name == "postgresql":

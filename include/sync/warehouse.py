@@ -199,6 +199,32 @@ class Schema:
         schema, name = self.candidates_name
         return sa.table(name, *(sa.column(column) for column in columns), schema=schema)
 
+    def candidate_scan(self, columns: Sequence[str], candidate_ids: Sequence[str], *, with_prior: bool) -> sa.Select:
+        """Every candidate (or the given ids) in id order: with its prior state joined (`prior_<column>`) when the
+        outcomes are in the same database, else with the id as stored (`stored_id`) to look the state up by."""
+        candidates = self.candidates(columns)
+        key = db.key(candidates.c.candidate_id)
+        if with_prior:
+            outcomes = self.outcomes
+            statement = sa.select(
+                *candidates.c, *(outcomes.c[name].label(f"prior_{name}") for name in PRIOR_COLUMNS)
+            ).select_from(candidates.outerjoin(outcomes, outcomes.c.candidate_id == key))
+        else:
+            statement = sa.select(*candidates.c, key.label("stored_id"))
+        if candidate_ids:
+            statement = statement.where(key.in_(list(candidate_ids)))
+        return statement.order_by(candidates.c.candidate_id)
+
+    def duplicate_ids(self) -> sa.Select:
+        """Ids (as stored) that more than one candidate row carries, or that are NULL or blank, with their counts."""
+        keys = sa.select(db.key(self.candidates(["candidate_id"]).c.candidate_id).label("id")).subquery()
+        count = sa.func.count()
+        return (
+            sa.select(keys.c.id, count)
+            .group_by(keys.c.id)
+            .having(sa.or_(count > 1, keys.c.id.is_(None), keys.c.id == ""))
+        )
+
 
 def retry_transient(method: F) -> F:
     """Retry a whole warehouse transaction on lock waits and deadlocks; past the budget the error propagates."""
@@ -388,65 +414,36 @@ class Warehouse:
         stores them (trimmed text), whatever the column's type. Read on a connection of its own, streamed (a
         server-side cursor where the database has one), so memory stays bounded and the writes made meanwhile
         commit."""
-        candidates, outcomes = self.schema.candidates(columns), self.schema.outcomes
-        key = db.key(candidates.c.candidate_id)
-        if self.separate:
-            yield from self._scan_and_look_up(candidates, key, candidate_ids, chunk_rows)
-            return
-        statement = (
-            sa.select(
-                *(candidates.c[name] for name in candidates.c.keys()),  # noqa: SIM118
-                *(outcomes.c[name].label(f"prior_{name}") for name in PRIOR_COLUMNS),
-            )
-            .select_from(candidates.outerjoin(outcomes, outcomes.c.candidate_id == key))
-            .order_by(candidates.c.candidate_id)
-        )
-        if candidate_ids:
-            statement = statement.where(key.in_(list(candidate_ids)))
-        with self.engine.connect() as reader:
-            result = reader.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(statement)
-            for part in result.mappings().partitions(chunk_rows):
-                yield [dict(row) for row in part]
-
-    def _scan_and_look_up(
-        self, candidates: sa.TableClause, key: Any, candidate_ids: Sequence[str], chunk_rows: int
-    ) -> Iterator[list[dict[str, Any]]]:
-        """The scan when the candidates are in another database: read them there, and each chunk's prior state from
-        the state store by id (IN-lists)."""
-        statement = sa.select(*candidates.c, key.label("stored_id")).order_by(candidates.c.candidate_id)
-        if candidate_ids:
-            statement = statement.where(key.in_(list(candidate_ids)))
-        outcomes = self.schema.outcomes
-        with self.source.connect() as reader:
+        statement = self.schema.candidate_scan(columns, candidate_ids, with_prior=not self.separate)
+        with (self.source if self.separate else self.engine).connect() as reader:
             result = reader.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(statement)
             for part in result.mappings().partitions(chunk_rows):
                 rows = [dict(row) for row in part]
-                wanted = sorted({row["stored_id"] for row in rows if row["stored_id"]})
-                prior: dict[str, dict[str, Any]] = {}
-                for start in range(0, len(wanted), IN_LIST_SIZE):
-                    found = self._dicts(
-                        sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in PRIOR_COLUMNS)).where(
-                            outcomes.c.candidate_id.in_(wanted[start : start + IN_LIST_SIZE])
-                        )
-                    )
-                    prior.update((state.pop("candidate_id"), state) for state in found)
-                for row in rows:
-                    state = prior.get(row.pop("stored_id"), {})
-                    row.update({f"prior_{name}": state.get(name) for name in PRIOR_COLUMNS})
+                if self.separate:
+                    self._attach_prior_state(rows)
                 yield rows
+
+    def _attach_prior_state(self, rows: list[dict[str, Any]]) -> None:
+        """When the candidates are in another database: their prior state from the state store, by id (IN-lists)."""
+        outcomes = self.schema.outcomes
+        wanted = sorted({row["stored_id"] for row in rows if row["stored_id"]})
+        prior: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), IN_LIST_SIZE):
+            found = self._dicts(
+                sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in PRIOR_COLUMNS)).where(
+                    outcomes.c.candidate_id.in_(wanted[start : start + IN_LIST_SIZE])
+                )
+            )
+            prior.update((state.pop("candidate_id"), state) for state in found)
+        for row in rows:
+            state = prior.get(row.pop("stored_id"), {})
+            row.update({f"prior_{name}": state.get(name) for name in PRIOR_COLUMNS})
 
     def duplicate_ids(self) -> tuple[dict[str, int], int]:
         """Ids that more than one candidate row carries (a view without a primary key), with their counts; and how
         many rows have no usable id (NULL or blank)."""
-        candidates = self.schema.candidates(["candidate_id"])
-        keys = sa.select(db.key(candidates.c.candidate_id).label("id")).subquery()
-        count = sa.func.count()
         with self._source_reading() as connection:
-            rows = connection.execute(
-                sa.select(keys.c.id, count)
-                .group_by(keys.c.id)
-                .having(sa.or_(count > 1, keys.c.id.is_(None), keys.c.id == ""))
-            ).all()
+            rows = connection.execute(self.schema.duplicate_ids()).all()
         duplicates = {k: n for k, n in rows if k not in (None, "")}
         return duplicates, sum(n for k, n in rows if k in (None, ""))
 
@@ -824,17 +821,20 @@ class Warehouse:
 
     @staticmethod
     def _replace(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """Delete the rows' keys from the table and insert the rows: an upsert that analytical warehouses share."""
-        keys = [column.name for column in table.primary_key.columns]
-        for start in range(0, len(rows), WRITE_BACK_CHUNK):
-            chunk = rows[start : start + WRITE_BACK_CHUNK]
-            *groups, last = keys
-            by_group: dict[tuple, list[Any]] = {}
-            for row in chunk:
-                by_group.setdefault(tuple(row[name] for name in groups), []).append(row[last])
-            for group, values in by_group.items():
-                match = [table.c[name] == value for name, value in zip(groups, group, strict=True)]
-                connection.execute(sa.delete(table).where(*match, table.c[last].in_(values)))
-            connection.execute(
-                sa.insert(table), [{column.name: row.get(column.name) for column in table.columns} for row in chunk]
-            )
+        for statement, params in replace_statements(table, rows):
+            connection.execute(statement, params)
+
+
+def replace_statements(table: sa.Table, rows: list[dict[str, Any]]) -> Iterator[tuple[Any, Any]]:
+    """Delete the rows' keys from the table, then insert the rows: the upsert that every analytical warehouse takes,
+    as one DELETE and one multi-row INSERT per chunk (per run id and chunk for the history's two-column key)."""
+    *groups, last = [column.name for column in table.primary_key.columns]
+    for start in range(0, len(rows), WRITE_BACK_CHUNK):
+        chunk = rows[start : start + WRITE_BACK_CHUNK]
+        by_group: dict[tuple, list[Any]] = {}
+        for row in chunk:
+            by_group.setdefault(tuple(row[name] for name in groups), []).append(row[last])
+        for group, values in by_group.items():
+            match = [table.c[name] == value for name, value in zip(groups, group, strict=True)]
+            yield sa.delete(table).where(*match, table.c[last].in_(values)), None
+        yield sa.insert(table), [{column.name: row.get(column.name) for column in table.columns} for row in chunk]
