@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from include.sync import candidates as cand
-from include.sync.warehouse import CANDIDATE_COLUMNS
+from include.vocabulary import CANDIDATE_COLUMNS
 
 
 def valid_candidates() -> list[dict[str, Any]]:

@@ -112,15 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             "| warehouse | load s (not part of the target) | select + check + stage s | peak RSS MiB | selected | rejected | staged | batches | phases s | target |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        sqlite_path = str(PROJECT_DIR / "test-artifacts" / "bench-warehouse.db")
-        Path(sqlite_path).parent.mkdir(exist_ok=True)
         steady_rows = []
-        for kind, target, load in (
-            ("postgres", "partner_sync_bench_scale", warehouse_scale.load_postgres),
-            ("sqlite", sqlite_path, warehouse_scale.load_sqlite),
-        ):
+        for kind, facts in warehouse_scale.KINDS.items():
+            target = facts.target
             print(f"Loading {args.rows:,} candidates into {kind} ...", flush=True)
-            load_seconds = load(target, args.rows)
+            load_seconds = warehouse_scale.load(kind, target, args.rows)
             print(f"Selecting, checking and staging them on {kind} ...", flush=True)
             figures = warehouse_scale.measure(kind, target)
             ok = (

@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from include.sync.settings import Tables
-from include.sync.warehouse import CANDIDATE_COLUMNS, candidate_table_ddl
+from include.sync.warehouse import candidate_table_ddl
+from include.vocabulary import CANDIDATE_COLUMNS
 
 PMA = "pma-demo123456789"
 COMPANIES = [

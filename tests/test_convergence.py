@@ -19,7 +19,8 @@ from include.sync import steps
 from include.sync.dialect import UtcDateTime
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
-from include.sync.warehouse import CANDIDATE_COLUMNS, CandidatesTableError
+from include.sync.warehouse import CandidatesTableError
+from include.vocabulary import CANDIDATE_COLUMNS
 from tests.test_sync_steps import DAY, INTERVAL, SETTINGS, Killed, dying_hook, one, request, statuses
 
 NEXT_DAY = (INTERVAL[1], INTERVAL[1] + dt.timedelta(days=1))

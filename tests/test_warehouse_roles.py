@@ -14,7 +14,8 @@ from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import steps
 from include.sync.settings import SyncSettings, Tables
 from include.sync.shared_rate_limit import WarehouseRateLimiter
-from include.sync.warehouse import CANDIDATE_COLUMNS, Outcome, Schema, replace_statements
+from include.sync.warehouse import Outcome, Schema, replace_statements
+from include.vocabulary import CANDIDATE_COLUMNS
 from tests.test_sync_steps import DAY, request, statuses
 
 # A batch's write-back: one DELETE and one INSERT for each of the outcome, history and run tables.

@@ -123,16 +123,9 @@ def reset_postgres() -> None:
 
 def reset_mariadb() -> None:
     """An empty database `partner_sync_test`."""
-    import MySQLdb
+    from dev.local_stack.databases import fresh_mariadb_database
 
-    server = {name: value for name, value in MARIADB_DSN.items() if name != "database"}
-    connection = MySQLdb.connect(**server)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS {MARIADB_DSN['database']}")
-        cursor.execute(f"CREATE DATABASE {MARIADB_DSN['database']} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    finally:
-        connection.close()
+    fresh_mariadb_database(MARIADB_DSN["database"])
 
 
 def reset_snowflake(server: dict[str, Any]) -> None:

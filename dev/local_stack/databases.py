@@ -22,3 +22,16 @@ def fresh_postgres_database(name: str, server: str = "host=127.0.0.1 port=5432 u
         cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         cursor.execute(f"CREATE DATABASE {name}")
     connection.close()
+
+
+def fresh_mariadb_database(name: str, host: str = "127.0.0.1", port: int = 3306, user: str = "root") -> None:
+    """Drop and create a database on the local MariaDB server (a test or benchmark warehouse)."""
+    import MySQLdb
+
+    connection = MySQLdb.connect(host=host, port=port, user=user)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        connection.close()

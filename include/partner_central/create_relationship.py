@@ -16,9 +16,7 @@ from include.partner_central.api_errors import ApiError, classify, is_api_failur
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import describe, pma_id
 from include.partner_central.retry_policy import RetryPolicy
-
-CREATED = "created"
-ALREADY_EXISTS = "already_exists"
+from include.vocabulary import ALREADY_EXISTS, CREATED
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = RetryPolicy()

@@ -15,6 +15,8 @@ from include.partner_central.hooks import PartnerCentralChannelHook
 from include.partner_central.rate_limit import DEFAULT_CREATES_PER_SECOND, AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
 from include.partner_central.retry_policy import RetryPolicy
+from include.partner_central.service_model import snake_case
+from include.vocabulary import REQUEST_FIELDS
 
 JSON_FIELDS = ("tags", "requested_support_plan")
 
@@ -32,6 +34,10 @@ def _from_json_text(name: str, value: Any) -> Any:
 # BaseOperator already has `start_date` (when the task may first run), so the API's startDate is spelled
 # `relationship_start_date` here.
 RENAMED_FIELDS = {"relationship_start_date": "start_date"}
+REQUEST_ARGUMENTS = tuple(
+    {field: argument for argument, field in RENAMED_FIELDS.items()}.get(snake_case(name), snake_case(name))
+    for name in REQUEST_FIELDS
+)
 
 
 class CreateRelationshipOperator(AwsBaseOperator[PartnerCentralChannelHook]):
@@ -51,20 +57,8 @@ class CreateRelationshipOperator(AwsBaseOperator[PartnerCentralChannelHook]):
     """
 
     aws_hook_class = PartnerCentralChannelHook
-    template_fields: Sequence[str] = aws_template_fields(
-        "catalog",
-        "association_type",
-        "program_management_account_identifier",
-        "associated_account_id",
-        "display_name",
-        "resale_account_model",
-        "sector",
-        "client_token",
-        "tags",
-        "requested_support_plan",
-        "account_scope",
-        "relationship_start_date",
-    )
+    # Every request field of the model, as an argument (snake_case; startDate renamed, see RENAMED_FIELDS).
+    template_fields: Sequence[str] = aws_template_fields(*REQUEST_ARGUMENTS)
     template_fields_renderers = {"tags": "json", "requested_support_plan": "json"}
     ui_color = "#f8e8d0"
 

@@ -17,23 +17,10 @@ import json
 from typing import Any
 
 from include.partner_central.relationship_request import build_create_request, client_token_for, pma_id, tag_list
-from include.partner_central.service_model import member_shape, snake_case
+from include.partner_central.service_model import member_shape
 from include.partner_central.validation import validate_value
+from include.vocabulary import COLUMN_FIELDS, JSON_COLUMNS
 
-# Candidate column → CreateRelationship field, for the columns that map one to one.
-COLUMN_FIELDS = {
-    snake_case(name): name
-    for name in (
-        "catalog",
-        "associationType",
-        "programManagementAccountIdentifier",
-        "associatedAccountId",
-        "displayName",
-        "resaleAccountModel",
-        "sector",
-        "accountScope",
-    )
-}
 REQUIRED_COLUMNS = (
     "candidate_id",
     "catalog",
@@ -43,7 +30,6 @@ REQUIRED_COLUMNS = (
     "display_name",
     "sector",
 )
-JSON_COLUMNS = {"support_plan": "requestedSupportPlan", "tags": "tags"}
 
 Identity = tuple[str, str, str, str]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,41 +61,23 @@ class db_epoch(FunctionElement):  # noqa: N801
     inherit_cache = True
 
 
-@compiles(db_time, "sqlite")
-def _sqlite_time(element: Any, compiler: Any, **kw: Any) -> str:
-    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+# Each database's clock: (current UTC time, current epoch seconds). Others compile to the ANSI CURRENT_TIMESTAMP.
+CLOCKS = {
+    "sqlite": ("strftime('%Y-%m-%d %H:%M:%f000', 'now')", "((julianday('now') - 2440587.5) * 86400.0)"),
+    "postgresql": ("clock_timestamp()", "EXTRACT(EPOCH FROM clock_timestamp())"),
+    "mysql": ("UTC_TIMESTAMP(6)", "UNIX_TIMESTAMP(SYSDATE(6))"),
+    "mariadb": ("UTC_TIMESTAMP(6)", "UNIX_TIMESTAMP(SYSDATE(6))"),
+}
 
 
-@compiles(db_time, "postgresql")
-def _postgres_time(element: Any, compiler: Any, **kw: Any) -> str:
-    return "clock_timestamp()"
+def _sql(text: str) -> Callable[..., str]:
+    return lambda element, compiler, **kw: text
 
 
-@compiles(db_time, "mysql")
-@compiles(db_time, "mariadb")
-def _mysql_time(element: Any, compiler: Any, **kw: Any) -> str:
-    return "UTC_TIMESTAMP(6)"
-
-
-@compiles(db_time)
-def _default_time(element: Any, compiler: Any, **kw: Any) -> str:
-    return "CURRENT_TIMESTAMP"
-
-
-@compiles(db_epoch, "sqlite")
-def _sqlite_epoch(element: Any, compiler: Any, **kw: Any) -> str:
-    return "((julianday('now') - 2440587.5) * 86400.0)"
-
-
-@compiles(db_epoch, "postgresql")
-def _postgres_epoch(element: Any, compiler: Any, **kw: Any) -> str:
-    return "EXTRACT(EPOCH FROM clock_timestamp())"
-
-
-@compiles(db_epoch, "mysql")
-@compiles(db_epoch, "mariadb")
-def _mysql_epoch(element: Any, compiler: Any, **kw: Any) -> str:
-    return "UNIX_TIMESTAMP(SYSDATE(6))"
+compiles(db_time)(_sql("CURRENT_TIMESTAMP"))
+for _name, (_time, _epoch) in CLOCKS.items():
+    compiles(db_time, _name)(_sql(_time))
+    compiles(db_epoch, _name)(_sql(_epoch))
 
 
 class UtcDateTime(sa.TypeDecorator):

@@ -31,7 +31,8 @@ from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.retry_policy import RetryPolicy
 from include.sync import candidates as cand
 from include.sync.settings import SyncSettings
-from include.sync.warehouse import (
+from include.sync.warehouse import Outcome, Warehouse, candidate_table_ddl
+from include.vocabulary import (
     CANDIDATE_COLUMNS,
     CLAIMED,
     DEAD_LETTER,
@@ -42,9 +43,6 @@ from include.sync.warehouse import (
     REJECTED,
     RUN_COUNT_COLUMNS,
     SKIPPED,
-    Outcome,
-    Warehouse,
-    candidate_table_ddl,
 )
 
 if TYPE_CHECKING:  # the sync stays plain Python: Airflow is imported by the task that builds the hook
@@ -425,48 +423,36 @@ def create_batch(
     the cause and the fix. What the batch recorded is written back to an analytical warehouse when it ends, however
     it ends."""
     try:
-        return _create_batch(warehouse, settings, run, batch, hook, limiter, logger)
+        policy = settings.retry_policy
+        counts: Counter = Counter()
+        rows = warehouse.batch(run.dag_run_id, batch.first, batch.end)
+        for index, row in enumerate(rows):
+            try:
+                outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
+            except AccountLevelError as stop:
+                if not run.dry_run:
+                    warehouse.leave_pending(run.dag_run_id, rows[index:], stop.error.code, str(stop))
+                logger.error(
+                    "%s stopped after %s; the rest of the batch stays pending: %s", batch.label, dict(counts), stop
+                )
+                raise
+            except Exception as exc:
+                # Not the API's answer (the warehouse, this process): nobody's outcome. Give the claim back if the
+                # warehouse still answers, and fail the task with the error as it was raised.
+                with contextlib.suppress(Exception):
+                    warehouse.leave_pending(run.dag_run_id, [row], type(exc).__name__, str(exc))
+                logger.error("%s stopped after %s: %s: %s", batch.label, dict(counts), type(exc).__name__, exc)
+                raise
+            warehouse.record(run.dag_run_id, outcome, current_state=outcome.status not in (DRY_RUN, SKIPPED))
+            counts[
+                outcome.status
+                if outcome.status != FAILED
+                else f"failed_{'retryable' if outcome.retryable else 'permanent'}"
+            ] += 1
+        logger.info("%s: %s", batch.label, dict(counts) or "nothing left to send")
+        return counts
     finally:
         write_back(warehouse)
-
-
-def _create_batch(
-    warehouse: Warehouse,
-    settings: SyncSettings,
-    run: RunRequest,
-    batch: Batch,
-    hook: PartnerCentralChannelHook,
-    limiter: RateLimiter,
-    logger: logging.Logger | logging.LoggerAdapter,
-) -> Counter:
-    policy = settings.retry_policy
-    counts: Counter = Counter()
-    rows = warehouse.batch(run.dag_run_id, batch.first, batch.end)
-    for index, row in enumerate(rows):
-        try:
-            outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
-        except AccountLevelError as stop:
-            if not run.dry_run:
-                warehouse.leave_pending(run.dag_run_id, rows[index:], stop.error.code, str(stop))
-            logger.error(
-                "%s stopped after %s; the rest of the batch stays pending: %s", batch.label, dict(counts), stop
-            )
-            raise
-        except Exception as exc:
-            # Not the API's answer (the warehouse, this process): nobody's outcome. Give the claim back if the
-            # warehouse still answers, and fail the task with the error as it was raised.
-            with contextlib.suppress(Exception):
-                warehouse.leave_pending(run.dag_run_id, [row], type(exc).__name__, str(exc))
-            logger.error("%s stopped after %s: %s: %s", batch.label, dict(counts), type(exc).__name__, exc)
-            raise
-        warehouse.record(run.dag_run_id, outcome, current_state=outcome.status not in (DRY_RUN, SKIPPED))
-        counts[
-            outcome.status
-            if outcome.status != FAILED
-            else f"failed_{'retryable' if outcome.retryable else 'permanent'}"
-        ] += 1
-    logger.info("%s: %s", batch.label, dict(counts) or "nothing left to send")
-    return counts
 
 
 def _send(

@@ -25,41 +25,22 @@ import tenacity
 
 from include.sync import dialect as db
 from include.sync.settings import Tables
+from include.vocabulary import (
+    ALREADY_EXISTS,
+    CLAIMED,
+    CREATED,
+    DEAD_LETTER,
+    DONE,
+    DRY_RUN,
+    FAILED,
+    PENDING,
+    REJECTED,
+    RUN_COUNT_COLUMNS,
+    SKIPPED,
+)
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Statuses. `claimed` (current state only) marks a candidate whose call is under way in the named DAG run;
-# `pending` (current state only) one whose call was stopped by an account-level error (credentials, access, clock,
-# endpoint, throttling) and that the next run sends; `dead_letter` one that failed in `retry_budget` runs;
-# `skipped` (history only) a staged candidate that another run had claimed or finished first.
-CREATED, ALREADY_EXISTS, REJECTED, FAILED, DEAD_LETTER, DRY_RUN, CLAIMED, PENDING, SKIPPED = (
-    "created",
-    "already_exists",
-    "rejected",
-    "failed",
-    "dead_letter",
-    "dry_run",
-    "claimed",
-    "pending",
-    "skipped",
-)
-# A done state is never overwritten, and never sent again.
-DONE = (CREATED, ALREADY_EXISTS)
-CANDIDATE_COLUMNS = (
-    "candidate_id",
-    "catalog",
-    "association_type",
-    "program_management_account_identifier",
-    "associated_account_id",
-    "display_name",
-    "resale_account_model",
-    "sector",
-    "account_scope",
-    "support_plan",
-    "tags",
-    "updated_at",
-)
 
 
 def candidate_table_ddl(table: str, timestamp_type: str = "TEXT") -> str:
@@ -72,23 +53,6 @@ def candidate_table_ddl(table: str, timestamp_type: str = "TEXT") -> str:
     )
 
 
-# The run row's counts, in the order a reader follows a run.
-RUN_COUNT_COLUMNS = (
-    "selected",
-    "in_interval",
-    "skipped_done",
-    "changed_after_done",
-    "rejected",
-    "staged",
-    "created",
-    "already_exists",
-    "failed_retryable",
-    "failed_permanent",
-    "dead_letter",
-    "dry_run",
-    "skipped",
-    "unfinished",
-)
 # The prior state each scanned candidate carries, from the current-state table.
 PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs")
 # Values per IN (...) list: far below every database's limit on bound parameters.
