@@ -346,7 +346,7 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     if counts["rejected"]:
         log.info(summary(failures, counts["rejected"], counts["selected"]))
     batches = plan_batches(staged, settings.batch_size, settings.max_batches)
-    warehouse.update_run(run.dag_run_id, **run_values, staged_at=warehouse.now())
+    warehouse.update_run(run.dag_run_id, **run_values, staged_at=warehouse.db_now())
     log.info(
         "Took %d candidate(s) (%s; %d updated in the interval %s), rejected %d, staged %d in %d batch(es); "
         "%d already done. Phases (s): %s",
@@ -529,7 +529,7 @@ def finish(
     """Write the run row, log its counts, delete its staging and old history; raise SyncRunFailed when a later run
     has work to retry or candidates were dead-lettered."""
     counts = warehouse.run_counts(run.dag_run_id)
-    warehouse.update_run(run.dag_run_id, **counts, ended_at=warehouse.now())
+    warehouse.update_run(run.dag_run_id, **counts, ended_at=warehouse.db_now())
     write_back(warehouse, strict=True)
     row = warehouse.run(run.dag_run_id) or {}
     warehouse.prune(retention_days)
