@@ -140,7 +140,8 @@ def e2e(stack: Stack) -> Iterator[Stack]:
 @pytest.fixture
 def warehouse(e2e: Stack) -> Iterator[TestWarehouse]:
     dsn = {**POSTGRES_DSN, "dbname": WAREHOUSE_DB}
-    result = TestWarehouse("postgres", lambda: psycopg2.connect(**dsn), {})
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{WAREHOUSE_DB}"
+    result = TestWarehouse("postgres", lambda: psycopg2.connect(**dsn), url, {})
     yield result
     result.close()
 
