@@ -567,16 +567,9 @@ def test_claims_are_judged_by_the_warehouse_clock(test_warehouse, monkeypatch):
 
     state.execute(
         "UPDATE partner_relationship_outcomes SET claimed_at = ? WHERE candidate_id = 'c1'",
-        [_text_or_time(state, claimed_at - dt.timedelta(hours=2))],
+        [state.sync_time(claimed_at - dt.timedelta(hours=2))],
     )
     assert warehouse.claim("run-2", "c1", "pcrel-x", 3600)  # stale by the warehouse's clock: taken over
-
-
-def _text_or_time(test_warehouse, moment: dt.datetime):
-    """A time as the sync's own tables keep it: ISO text on SQLite, UTC without zone on MariaDB."""
-    if test_warehouse.kind == "sqlite":
-        return moment.isoformat(sep=" ")
-    return moment.astimezone(dt.UTC).replace(tzinfo=None) if test_warehouse.kind == "mariadb" else moment
 
 
 # -- 7. hygiene -----------------------------------------------------------------------------------------------------
@@ -598,7 +591,7 @@ def test_history_older_than_the_retention_is_pruned(test_warehouse, emulator):
         ("partner_relationship_sync_runs", "started_at"),
     ):
         for database in {test_warehouse, test_warehouse.state}:  # the state store, and the warehouse's copy
-            database.execute(f"UPDATE {table} SET {column} = ?", [_text_or_time(database, old)])
+            database.execute(f"UPDATE {table} SET {column} = ?", [database.sync_time(old)])
     warehouse = test_warehouse.warehouse()
     run = request("new", interval=NEXT_DAY)
     steps.prepare(warehouse, SETTINGS, run)
@@ -639,7 +632,7 @@ def test_after_any_sequence_of_faults_one_clean_run_converges(test_warehouse, em
     # The left-behind claim is stale by the time the next run comes (as after claim_timeout_seconds).
     test_warehouse.state.execute(
         "UPDATE partner_relationship_outcomes SET claimed_at = ? WHERE status = 'claimed'",
-        [_text_or_time(test_warehouse.state, dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))],
+        [test_warehouse.state.sync_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))],
     )
     final = run_sync(test_warehouse, request("clean", interval=NEXT_DAY, **loose), settings)
 

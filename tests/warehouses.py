@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,12 @@ class TestWarehouse:
         """An ISO time as this warehouse's updated_at column takes it."""
         return _as_mariadb_datetime(iso) if self.kind == "mariadb" else iso
 
+    def sync_time(self, moment: dt.datetime) -> Any:
+        """A time as the sync's own tables keep it: ISO text on SQLite, UTC without zone on MariaDB."""
+        if self.kind == "sqlite":
+            return moment.isoformat(sep=" ")
+        return _naive_utc(moment) if self.kind == "mariadb" else moment
+
     def query(self, sql: str, params=()) -> list[dict]:
         cursor = self.connection.cursor()
         cursor.execute(sql.replace("?", self.placeholder), params)
@@ -103,12 +110,13 @@ class TestWarehouse:
 
 def _as_mariadb_datetime(value: Any) -> Any:
     """An ISO time as a DATETIME column takes it (UTC, no offset); anything else as it is, for the server to judge."""
-    import datetime as dt
-
     try:
-        moment = dt.datetime.fromisoformat(value)
+        return _naive_utc(dt.datetime.fromisoformat(value))
     except (TypeError, ValueError):
         return value
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
