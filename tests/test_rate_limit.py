@@ -110,6 +110,38 @@ def test_the_shared_limiter_spaces_sends_from_when_they_really_happen(tmp_path):
     assert now[0] - throttled_at == pytest.approx(THROTTLE_PAUSE_SECONDS)
 
 
+def test_a_caller_a_moment_late_keeps_the_shared_schedule_and_no_two_sends_come_closer_than_the_rate(tmp_path):
+    """Waking and taking the lock take a moment: that moment must not widen every interval (the rate would fall
+    short of the quota), nor may the next send come within 1/rate of this one."""
+    import sqlalchemy as sa
+
+    from include.partner_central.rate_limit import LATE_TOLERANCE
+    from include.sync.settings import Tables
+    from include.sync.shared_rate_limit import WarehouseRateLimiter
+    from include.sync.warehouse import Warehouse
+
+    now = [1000.0]
+    rate, delay = 10, [0.0]
+
+    def sleep(seconds: float) -> None:  # every caller wakes, and gets the lock, a moment after its instant
+        now[0] += seconds + delay[0]
+
+    warehouse = Warehouse(sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}"), Tables())
+    warehouse.create_tables()
+    limiter = WarehouseRateLimiter(warehouse, "aws:test", rate, clock=lambda: now[0], sleep=sleep)
+    interval = limiter.own_rate.interval()
+    delay[0] = 0.9 * LATE_TOLERANCE * interval
+    limiter.acquire()  # the first send: the schedule starts here
+    sends = []
+    for _ in range(6):
+        limiter.acquire()
+        sends.append(now[0])
+    assert [b - a for a, b in itertools.pairwise(sends)] == pytest.approx([interval] * 5)  # none widened
+    delay[0] = 0.0  # the next caller takes its instant at once, after a caller that was a moment late
+    limiter.acquire()
+    assert now[0] - sends[-1] > 1 / rate
+
+
 def test_a_long_wait_for_a_rate_slot_is_logged_with_its_reason(tmp_path, caplog):
     import logging
     import sqlite3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -45,13 +46,19 @@ def tag_list(tags: Mapping[str, str] | list[dict[str, str]] | None) -> list[dict
     return list(tags)
 
 
+@functools.cache
+def _field_names() -> dict[str, str]:
+    """snake_case argument → the model's camelCase field."""
+    return {snake_case(name): name for name in create_request_fields()}
+
+
 def build_create_request(**fields: Any) -> dict[str, Any]:
     """The API's request from snake_case fields named after the model; empty optional fields are left out.
 
     The clientToken is always set: botocore would otherwise invent a random one and a retry could create a second
     relationship.
     """
-    names = {snake_case(name): name for name in create_request_fields()}
+    names = _field_names()
     unknown = sorted(set(fields) - set(names))
     if unknown:
         raise TypeError(f"CreateRelationship has no field(s) {', '.join(unknown)}; it has {', '.join(names)}")
@@ -71,6 +78,8 @@ def build_create_request(**fields: Any) -> dict[str, Any]:
 
 
 def _wire_value(value: Any) -> Any:
+    if value is None or type(value) is str:  # most values: no further checks (a million rows on a large feed)
+        return value
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if isinstance(value, Mapping):

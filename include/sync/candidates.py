@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import json
 from typing import Any
@@ -145,8 +146,10 @@ def fingerprint(row: dict[str, Any]) -> str:
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
+@functools.lru_cache(maxsize=65_536)
 def json_problem(column: str, text: str | None) -> str | None:
-    """What is wrong with a JSON column (support_plan, tags), checked against the model's shape; None if fine."""
+    """What is wrong with a JSON column (support_plan, tags), checked against the model's shape; None if fine.
+    Cached: a feed repeats the same few support plans and tag sets across many rows."""
     if text is None:
         return None
     try:
@@ -195,5 +198,6 @@ def fields_for(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_for(row: dict[str, Any]) -> dict[str, Any]:
-    """The CreateRelationship request of a normalised, checked candidate."""
-    return build_create_request(**fields_for(row))
+    """The CreateRelationship request of a normalised, checked candidate (with the `client_token` the triage
+    computed, when the row has it)."""
+    return build_create_request(**fields_for(row), client_token=row.get("client_token"))

@@ -98,7 +98,7 @@ class CandidateChecks:
     def __init__(self) -> None:
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        batch_definition = (
+        self.batch_definition = (
             context.data_sources.add_pandas("warehouse")
             .add_dataframe_asset("partner_relationship_candidates")
             .add_batch_definition_whole_dataframe("chunk")
@@ -109,9 +109,10 @@ class CandidateChecks:
             expectation.meta = {"rule": rule}
             added = suite.add_expectation(expectation)
             self.rules[str(added.id)] = rule
-        suite = context.suites.add(suite)
-        self.validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name="candidates", data=batch_definition, suite=suite)
+        self.suite = context.suites.add(suite)
+        # The frame GX checks holds only the columns a rule reads: GX fingerprints every batch's whole frame.
+        self.columns = sorted(
+            {"candidate_id", *(expectation.column for expectation in self.suite.expectations)} - set(DERIVED_RULES)
         )
         self.seen: dict[Identity, str] = {}
 
@@ -123,27 +124,38 @@ class CandidateChecks:
         if not rows:
             return QualityResult()
         type_problems = type_problems or {}
-        frame = pd.DataFrame(rows, dtype=object)
-        frame["type_problem"] = ["; ".join(type_problems.get(row["candidate_id"], [])) or None for row in rows]
-        frame["support_plan_problem"] = [json_problem("support_plan", row.get("support_plan")) for row in rows]
-        frame["tags_problem"] = [json_problem("tags", row.get("tags")) for row in rows]
-        frame["linked_problem"] = [self._linked_problem(row, linked) for row in rows]
-        outcome = self.validation.run(
-            batch_parameters={"dataframe": frame},
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["candidate_id"]},
+        derived = {
+            "type_problem": ["; ".join(type_problems.get(row["candidate_id"], [])) or None for row in rows],
+            "support_plan_problem": [json_problem("support_plan", row.get("support_plan")) for row in rows],
+            "tags_problem": [json_problem("tags", row.get("tags")) for row in rows],
+            "linked_problem": [self._linked_problem(row, linked) for row in rows],
+        }
+        frame = pd.DataFrame({column: [row.get(column) for row in rows] for column in self.columns}, dtype=object)
+        for column, values in derived.items():
+            frame[column] = pd.Series(values, dtype=object)
+        # Batch.validate keeps no validation results in the context's store (nobody reads them back). Failing rows
+        # come back as positions in the frame's default index: cheaper for GX than looking up an id column per row.
+        outcome = self.batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+            self.suite,
+            result_format={
+                "result_format": "COMPLETE",
+                "exclude_unexpected_values": True,
+                "return_unexpected_index_query": False,
+            },
         )
         result = QualityResult(rows=len(rows))
-        details = frame.set_index("candidate_id", drop=False)
         for item in outcome.results:
             if item.success:
                 continue
             rule = item.expectation_config.meta["rule"]
             column = item.expectation_config.kwargs.get("column")
-            failing = [entry["candidate_id"] for entry in item.result.get("unexpected_index_list") or []]
+            failing = item.result.get("unexpected_index_list") or []
             result.rule_failures[rule] += len(failing)
-            for candidate_id in failing:
-                detail = details.at[candidate_id, column] if column in DERIVED_RULES else None
-                result.reasons.setdefault(candidate_id, []).append(f"{rule} ({detail})" if detail else rule)
+            for position in failing:
+                detail = derived[column][position] if column in derived else None
+                result.reasons.setdefault(rows[position]["candidate_id"], []).append(
+                    f"{rule} ({detail})" if detail else rule
+                )
         for row in rows:  # in candidate_id order: the first valid candidate of a relationship claims it
             key = identity(row)
             if key is None or row["candidate_id"] in result.reasons:
@@ -156,7 +168,8 @@ class CandidateChecks:
 
     @staticmethod
     def _linked_problem(row: dict[str, Any], linked: dict[str, str]) -> str | None:
-        owner = linked.get(identity_token(row) or "")
+        token = row["client_token"] if "client_token" in row else identity_token(row)
+        owner = linked.get(token or "")
         return None if owner in (None, row["candidate_id"]) else f"already created for candidate {owner}"
 
 

@@ -209,6 +209,7 @@ class Triage:
                 return None  # a further copy
             problems = [f"{cand.DUPLICATE_ID_RULE} (appears {copies} times)"]
         row["updated_at"], problem = cand.parse_timestamp(raw["updated_at"])
+        row["client_token"] = cand.identity_token(row)  # once per row: the linked rule and the request use it
         if problem and not copies:
             problems.append(problem)
         if problems:
@@ -241,7 +242,7 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         with timer.phase("quality"):
             duplicated = [row for row in taken if row["candidate_id"] in triage.duplicate_ids]
             taken = [row for row in taken if row["candidate_id"] not in triage.duplicate_ids]
-            linked = warehouse.linked_identities([token for row in taken if (token := cand.identity_token(row))])
+            linked = warehouse.linked_identities([token for row in taken if (token := row["client_token"])])
             result = checks.check(taken, linked, triage.type_problems)
             for row in duplicated:
                 result.reasons[row["candidate_id"]] = triage.type_problems[row["candidate_id"]]

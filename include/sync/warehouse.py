@@ -56,8 +56,6 @@ def candidate_table_ddl(table: str, timestamp_type: str = "TEXT") -> str:
 
 # The prior state each scanned candidate carries, from the current-state table.
 PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs")
-# Values per IN (...) list: far below every database's limit on bound parameters.
-IN_LIST_SIZE = 500
 # Rows per statement pair of a write-back; and how far before its mark a write-back starts (writes commit a moment
 # after the time they carry).
 WRITE_BACK_CHUNK = 5000
@@ -389,13 +387,11 @@ class Warehouse:
     def _attach_prior_state(self, rows: list[dict[str, Any]]) -> None:
         """When the candidates are in another database: their prior state from the state store, by id (IN-lists)."""
         outcomes = self.schema.outcomes
-        wanted = sorted({row["stored_id"] for row in rows if row["stored_id"]})
         prior: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), IN_LIST_SIZE):
+        wanted = (row["stored_id"] for row in rows if row["stored_id"])
+        for condition in db.one_of(outcomes.c.candidate_id, wanted, self.engine.dialect):
             found = self._dicts(
-                sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in PRIOR_COLUMNS)).where(
-                    outcomes.c.candidate_id.in_(wanted[start : start + IN_LIST_SIZE])
-                )
+                sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in PRIOR_COLUMNS)).where(condition)
             )
             prior.update((state.pop("candidate_id"), state) for state in found)
         for row in rows:
@@ -416,11 +412,10 @@ class Warehouse:
         current row, so a corrected feed cannot hand one relationship to two candidates."""
         outcomes = self.schema.outcomes
         found: dict[str, str] = {}
-        wanted = sorted(set(tokens))
-        for start in range(0, len(wanted), IN_LIST_SIZE):
+        for condition in db.one_of(outcomes.c.client_token, tokens, self.engine.dialect):
             rows = self._all(
                 sa.select(outcomes.c.client_token, outcomes.c.candidate_id).where(
-                    outcomes.c.client_token.in_(wanted[start : start + IN_LIST_SIZE]), outcomes.c.status.in_(DONE)
+                    condition, outcomes.c.status.in_(DONE)
                 )
             )
             found.update(dict(rows))
@@ -472,22 +467,9 @@ class Warehouse:
             "fingerprint",
             "prior_failed_runs",
         )
+        values = [(dag_run_id, *row) for row in rows]
         with self.transaction() as connection:
-            # The driver's own executemany on the statement compiled once: a million staged rows are the cold start's
-            # largest write, and SQLAlchemy's per-parameter handling (none needed for these text and integer columns)
-            # would take a third longer.
-            statement = sa.insert(self.schema.staging).compile(dialect=connection.dialect)
-            order = ("dag_run_id", *names)
-            values = [(dag_run_id, *row) for row in rows]
-            if connection.dialect.driver == "psycopg2":  # its executemany sends a statement per row
-                connection.execute(sa.insert(self.schema.staging), [dict(zip(order, v, strict=True)) for v in values])
-                return
-            if statement.positional:
-                position = [order.index(name) for name in statement.positiontup]
-                params: list[Any] = [tuple(value[i] for i in position) for value in values]
-            else:
-                params = [dict(zip(order, value, strict=True)) for value in values]
-            connection.exec_driver_sql(str(statement), params)
+            db.bulk_insert(connection, self.schema.staging, ("dag_run_id", *names), values)
 
     def batch(self, dag_run_id: str, first: int, end: int) -> list[dict[str, Any]]:
         """Staged rows first <= seq < end that this run has not recorded an outcome for yet."""
