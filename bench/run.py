@@ -93,13 +93,19 @@ def main(argv: list[str] | None = None) -> int:
         out += [
             "## DAG parse time",
             "",
-            "| DAG file | `airflow dags report` s | python file - bare interpreter s | target < 0.2 s (DAG processor) |",
-            "|---|---|---|---|",
+            f"Each file alone in a DAGs folder; `airflow dag-processor -n {parse_time.PARSES}` records each parse's"
+            " duration in `dag.last_parse_duration` (the manager pre-imports the file's `airflow.*` modules and"
+            " gc.freeze()s before forking each parse; `airflow dags report` does neither).",
+            "",
+            f"| DAG file | by the DAG processor: median `last_parse_duration` s ({parse_time.PARSES} parses) |"
+            " each parse s | `airflow dags report` s | python file - bare interpreter s | target < 0.2 s (DAG processor) |",
+            "|---|---|---|---|---|---|",
         ]
         for name, figures in parse.items():
+            each = ", ".join(f"{seconds:.3f}" for seconds in figures["parses"])
             out.append(
-                f"| {name} | {figures['dags_report']:.3f} | {figures['python_minus_bare']:.2f} | "
-                f"{mark(figures['dags_report'] < TARGETS['parse_seconds'])} |"
+                f"| {name} | {figures['dag_processor']:.3f} | {each} | {figures['dags_report']:.3f} | "
+                f"{figures['python_minus_bare']:.2f} | {mark(figures['dag_processor'] < TARGETS['parse_seconds'])} |"
             )
         out.append("")
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+# Imported here, not only by the operator's module, for the DAG processor's [dag_processor]
+# parsing_pre_import_modules: it imports the airflow.* modules a DAG file names once, before forking each parse
+# process, so that the Amazon provider's base operator (boto3, botocore, requests) is not imported again per parse.
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator  # noqa: F401
 from airflow.sdk import DAG, Param
 
 from include.partner_central.form_fields import create_form_fields

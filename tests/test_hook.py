@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 from include.partner_central.hooks import PartnerCentralChannelHook
 from include.partner_central.rate_limit import AdaptiveRateLimiter
 from include.partner_central.relationship_request import build_create_request
+from include.partner_central.service_model import service_model
 from tests.factories import PMA, account, relationship_fields
 
 
@@ -24,6 +25,25 @@ def create(hook: PartnerCentralChannelHook, n: int, **overrides) -> dict:
 
 def reads(emulator, operation: str) -> list[dict]:
     return [call for call in emulator.emulator.call_log() if call["operation"] == operation]
+
+
+def test_service_model_is_the_model_of_the_hooks_client(hook):
+    # service_model() reads the model without a botocore session (parse time); the client's session must agree.
+    ours, clients = service_model(), hook.conn.meta.service_model
+    assert (ours.api_version, ours.metadata, ours.operation_names) == (
+        clients.api_version,
+        clients.metadata,
+        clients.operation_names,
+    )
+    assert ours.shape_names == clients.shape_names
+    for name in ours.shape_names:
+        shape, client_shape = ours.shape_for(name), clients.shape_for(name)
+        assert (shape.type_name, shape.metadata, shape.documentation) == (
+            client_shape.type_name,
+            client_shape.metadata,
+            client_shape.documentation,
+        )
+        assert list(getattr(shape, "members", {})) == list(getattr(client_shape, "members", {}))
 
 
 def test_get_relationship_returns_its_detail_by_id_or_arn(hook, emulator):
