@@ -182,7 +182,7 @@ class Schema:
         """Ids (as stored) that more than one candidate row carries, or that are NULL or blank, with their counts."""
         keys = sa.select(db.key(self.candidates(["candidate_id"]).c.candidate_id).label("id")).subquery()
         count = sa.func.count()
-        return (
+        return db.many_groups(
             sa.select(keys.c.id, count)
             .group_by(keys.c.id)
             .having(sa.or_(count > 1, keys.c.id.is_(None), keys.c.id == ""))
