@@ -24,7 +24,7 @@ import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from include.partner_central.service_model import member_shape
-from include.sync.candidates import COLUMN_FIELDS, REQUIRED_COLUMNS, Identity, identity, identity_token, json_problem
+from include.sync.candidates import COLUMN_FIELDS, REQUIRED_COLUMNS, identity_token, json_problem
 
 # Keep GX's own progress bars and info chatter out of task logs.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -114,7 +114,7 @@ class CandidateChecks:
         self.columns = sorted(
             {"candidate_id", *(expectation.column for expectation in self.suite.expectations)} - set(DERIVED_RULES)
         )
-        self.seen: dict[Identity, str] = {}
+        self.seen: dict[str, str] = {}  # relationship identity (its token) → the first valid candidate
 
     def check(
         self, rows: list[dict[str, Any]], linked: dict[str, str], type_problems: dict[str, list[str]] | None = None
@@ -157,7 +157,7 @@ class CandidateChecks:
                     f"{rule} ({detail})" if detail else rule
                 )
         for row in rows:  # in candidate_id order: the first valid candidate of a relationship claims it
-            key = identity(row)
+            key = self._token(row)
             if key is None or row["candidate_id"] in result.reasons:
                 continue
             first = self.seen.setdefault(key, row["candidate_id"])
@@ -167,9 +167,12 @@ class CandidateChecks:
         return result
 
     @staticmethod
-    def _linked_problem(row: dict[str, Any], linked: dict[str, str]) -> str | None:
-        token = row["client_token"] if "client_token" in row else identity_token(row)
-        owner = linked.get(token or "")
+    def _token(row: dict[str, Any]) -> str | None:
+        """The relationship's identity as its token: the triage computed it once per row."""
+        return row["client_token"] if "client_token" in row else identity_token(row)
+
+    def _linked_problem(self, row: dict[str, Any], linked: dict[str, str]) -> str | None:
+        owner = linked.get(self._token(row) or "")
         return None if owner in (None, row["candidate_id"]) else f"already created for candidate {owner}"
 
 
