@@ -358,6 +358,34 @@ def test_null_blank_and_duplicated_ids_are_rejected_and_the_rest_goes_on(test_wa
     assert (summary["rows_without_candidate_id"], summary["duplicated_candidate_ids"]) == (2, 1)
 
 
+def test_ids_that_trimming_makes_one_are_duplicates_in_a_table_whose_key_is_unique(test_warehouse, emulator):
+    """A primary key on candidate_id keeps the raw ids unique, not the ids as the sync stores them (trimmed): the
+    duplicate check of a unique column still finds " twin" and "twin", and a blank id."""
+    good = distinct_candidates(DAY, 3, 100)
+    test_warehouse.seed(
+        [
+            *good,
+            dict(good[0], candidate_id="twin", associated_account_id="000000000203"),
+            dict(good[0], candidate_id=" twin", associated_account_id="000000000204"),
+            dict(good[0], candidate_id="  ", associated_account_id="000000000205"),
+        ]
+    )
+    assert test_warehouse.warehouse()._unique_ids(test_warehouse.warehouse().connection) == (
+        test_warehouse.kind != "snowflake"
+    )
+
+    row = run_sync(test_warehouse, request(max_reject_ratio=1.0))
+
+    states = outcome_rows(test_warehouse)
+    assert {cid: r["status"] for cid, r in states.items()} == {
+        **{r["candidate_id"]: "created" for r in good},
+        "twin": "rejected",
+    }
+    assert "appears 2 times" in states["twin"]["error_message"]
+    summary = json.loads(row["quality_summary"])
+    assert (summary["rows_without_candidate_id"], summary["duplicated_candidate_ids"]) == (1, 1)
+
+
 def test_a_missing_table_or_column_fails_at_once_naming_it(test_warehouse):
     test_warehouse.seed([])
     test_warehouse.execute("DROP TABLE partner_relationship_candidates")

@@ -11,6 +11,7 @@ import pytest
 from dev.demo_data import sample_candidates
 from dev.emulator.service import max_in_any_second
 from include.partner_central.hooks import PartnerCentralChannelHook
+from include.sync import candidates as cand
 from include.sync import steps
 from include.sync.dialect import identifier
 from include.sync.settings import SyncSettings, Tables
@@ -308,3 +309,35 @@ def test_a_candidate_for_a_relationship_another_candidate_created_is_rejected_na
     second = test_warehouse.query("SELECT * FROM partner_relationship_outcomes WHERE candidate_id = 'second'")[0]
     assert second["status"] == "rejected"
     assert "linked by another candidate" in second["error_message"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"display_name": "  Padded Name  ", "sector": " COMMERCIAL"},
+        {"resale_account_model": "   ", "account_scope": "", "tags": None},  # blank optional values count as missing
+        {"display_name": "", "support_plan": '  {"resoldEnterprise": {}}  '},  # a blank required value stays blank
+        {"associated_account_id": None, "tags": '{"team": "a"}'},
+    ],
+)
+def test_the_quick_fingerprint_of_a_text_row_is_the_fingerprint_of_its_cleaned_row(changes):
+    raw = {**sample_candidates(DAY, good=1)[0], **changes}
+    assert cand.quick_fingerprint(raw) == cand.fingerprint(cand.clean_values(raw)[0])
+
+
+@pytest.mark.parametrize("changes", [{"associated_account_id": 123456789012}, {"tags": {"team": "a"}}])
+def test_a_row_with_a_value_that_is_not_text_takes_the_full_path(changes):
+    assert cand.quick_fingerprint({**sample_candidates(DAY, good=1)[0], **changes}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-08-01 10:00:00.000000", dt.datetime(2026, 8, 1, 10, tzinfo=dt.timezone.utc)),  # MariaDB's DATETIME(6)
+        ("0000-00-00 00:00:00.000000", None),  # its zero date, read as NULL as mysqlclient reads it
+        ("1763283600", dt.datetime(2025, 11, 16, 9, tzinfo=dt.timezone.utc)),
+    ],
+)
+def test_updated_at_read_as_text_parses_as_the_driver_would_have_read_it(value, expected):
+    assert cand.parse_timestamp(value) == (expected, None)

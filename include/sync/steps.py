@@ -181,6 +181,8 @@ class Triage:
         key = cand.candidate_key(raw["candidate_id"])
         if key is None:
             return None  # no usable id: counted by duplicate_ids
+        if raw["prior_status"] in DONE and key not in self.duplicate_ids and self._done_and_left(key, raw):
+            return None
         row, problems = cand.clean_values(raw)
         row["candidate_id"] = key
         prior = {name: raw[f"prior_{name}"] for name in ("status", "fingerprint", "retryable", "failed_runs")}
@@ -197,9 +199,7 @@ class Triage:
         ):
             why = REEVALUATE
         if why in (CONVERGED, CHANGED_AFTER_DONE):
-            self.counts["skipped_done"] += 1
-            if why == CHANGED_AFTER_DONE:
-                self.changed_after_done.append(key)
+            self._count_done(key, why)
             return None
         if why in (IN_FLIGHT, SETTLED):
             self.counts[why] += 1
@@ -221,6 +221,21 @@ class Triage:
             first_check=why in FIRST_CHECK,
         )
         return row
+
+    def _done_and_left(self, key: str, raw: dict[str, Any]) -> bool:
+        """The short path of a created candidate whose values are plain text (most of a converged feed): judged by
+        its quick fingerprint, with no cleaned row built. False when the full path must judge it."""
+        quick = cand.quick_fingerprint(raw)
+        if quick is None:
+            return False
+        prior = {"status": raw["prior_status"], "fingerprint": raw["prior_fingerprint"]}
+        self._count_done(key, why_taken(prior, quick, stale_before=self.stale_before))
+        return True
+
+    def _count_done(self, key: str, why: str) -> None:
+        self.counts["skipped_done"] += 1
+        if why == CHANGED_AFTER_DONE:
+            self.changed_after_done.append(key)
 
 
 def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> list[Batch]:
