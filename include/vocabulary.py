@@ -22,6 +22,21 @@ PENDING = "pending"
 SKIPPED = "skipped"
 # A done state is never overwritten, and never sent again.
 DONE = (CREATED, ALREADY_EXISTS)
+# What an update or a delete ends in: the change made by this call, or found already made (a lost response's retry,
+# another caller's change with the same result, a relationship already gone).
+UPDATED = "updated"
+ALREADY_UPDATED = "already_updated"
+DELETED = "deleted"
+ALREADY_DELETED = "already_deleted"
+
+# -- drift: how what AWS holds differs from the warehouse (the reconcile DAG) ----------------------------------------
+# A relationship of the account that no candidate's outcome names (made in the console, or by another tool).
+REMOTE_WITHOUT_CANDIDATE = "remote_without_candidate"
+# A candidate's created relationship that AWS no longer has (deleted in the console): the candidate is pending again.
+MISSING_REMOTE = "missing_remote"
+# Both exist, and the candidate's row sends other values than AWS shows.
+FIELDS_DIFFER = "fields_differ"
+DRIFT_KINDS = (REMOTE_WITHOUT_CANDIDATE, MISSING_REMOTE, FIELDS_DIFFER)
 
 # -- the API's fields and the candidates table's columns -------------------------------------------------------------
 # CreateRelationship's request members, in the model's order.

@@ -29,7 +29,7 @@ def test_one_caller_at_the_quota_is_never_throttled(emulator):
 def test_tokens_and_credentials_never_reach_the_logs(emulator, caplog):
     # At INFO, the level Airflow runs at. (botocore's own DEBUG logging prints whole request bodies: keep it off.)
     caplog.set_level(logging.INFO)
-    emulator.emulator.configure({"lose_next_responses": 1, "fail_next_creates": 1})
+    emulator.emulator.configure({"lose_next_responses": 1, "fail_next_writes": 1})
     hook = PartnerCentralChannelHook()
     request = build_create_request(**relationship_fields())
     logger = logging.getLogger("test.create")

@@ -75,7 +75,7 @@ def test_lost_response_then_retry_creates_exactly_one_relationship(emulator):
 
 
 def test_internal_errors_are_retried(emulator):
-    emulator.emulator.configure({"fail_next_creates": 2})
+    emulator.emulator.configure({"fail_next_writes": 2})
     result = operator().execute({})
     assert (result["status"], result["attempts"]) == ("created", 3)
 

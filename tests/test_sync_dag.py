@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from dev.demo_data import sample_candidates
+from dev.demo_data import PMA, sample_candidates
 from dev.emulator.service import max_in_any_second
 from tests.test_dag_integrity import DAGS_FOLDER
 
@@ -209,3 +209,30 @@ def test_expired_credentials_fail_the_run_leave_every_candidate_pending_and_the_
 
     assert fixed.state == "success"
     assert_each_valid_candidate_created_once(test_warehouse, emulator)
+
+
+def test_the_reconcile_dag_finds_a_console_delete_and_the_next_sync_creates_it_again(
+    sync_dag, test_warehouse, emulator, raw_client, monkeypatch
+):
+    test_warehouse.seed(sample_candidates(DAY))
+    assert run(sync_dag).state == "success"
+    gone = next(row for row in outcomes(test_warehouse).values() if row["status"] == "created")
+    raw_client.delete_relationship(
+        catalog="Sandbox", programManagementAccountIdentifier=PMA, identifier=gone["relationship_id"]
+    )
+    monkeypatch.setenv("PARTNER_SYNC_RECONCILE_GRACE_SECONDS", "0")
+    reconcile_dag = DagBag(dag_folder=DAGS_FOLDER / "partner_relationship_reconcile.py").get_dag(
+        "partner_relationship_reconcile"
+    )
+
+    assert reconcile_dag.test(logical_date=LOGICAL_DATE).state == "success"
+
+    assert outcomes(test_warehouse)[gone["candidate_id"]]["status"] == "pending"
+    drift = test_warehouse.query("SELECT kind, relationship_id FROM partner_relationship_drift")
+    assert {(row["kind"], row["relationship_id"]) for row in drift} == {("missing_remote", gone["relationship_id"])}
+    assert len(test_warehouse.query("SELECT * FROM partner_relationships_remote")) == GOOD - 1
+
+    assert run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=1)).state == "success"
+    again = outcomes(test_warehouse)[gone["candidate_id"]]
+    assert again["status"] == "created" and again["relationship_id"] != gone["relationship_id"]
+    assert len(emulator.emulator.relationship_list()) == GOOD

@@ -1,8 +1,9 @@
 """HTTP front of the emulator: the AWS JSON 1.0 protocol, so stock boto3 reaches it through `endpoint_url`.
 
 Besides the API (POST / with X-Amz-Target) it serves a small admin interface for tests and people:
-GET /_emulator/health, GET /_emulator/calls, GET /_emulator/relationships, POST /_emulator/config (JSON of Settings
-fields, e.g. {"internal_error_rate": 1.0}), POST /_emulator/reset.
+GET /_emulator/health, GET /_emulator/calls, GET /_emulator/relationships, GET /_emulator/program-management-accounts,
+POST /_emulator/config (JSON of Settings fields, e.g. {"internal_error_rate": 1.0}), POST /_emulator/reset, and
+POST /_emulator/program-management-accounts ({"access_key" or "account", "id", "status", ...}: set up one PMA).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from dev.emulator.service import ApiFault, DropResponse, Emulator, Settings, setting_kind
+from dev.emulator.service import ApiFault, DropResponse, Emulator, Settings, account_id_for, setting_kind
 from include.partner_central.service_model import service_model
 
 log = logging.getLogger("partner_central_emulator")
@@ -53,6 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/_emulator/health": lambda: {"status": "ok", "settings": asdict(emulator.settings)},
             "/_emulator/calls": emulator.call_log,
             "/_emulator/relationships": emulator.relationship_list,
+            "/_emulator/program-management-accounts": emulator.program_management_account_list,
         }
         view = views.get(self.path.split("?")[0])
         if view is None:
@@ -96,6 +98,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/_emulator/reset":
                 emulator.reset()
                 emulator.configure(body)
+            elif path == "/_emulator/program-management-accounts":
+                summary = dict(body)
+                access_key = summary.pop("access_key", None)
+                account = account_id_for(access_key) if access_key else summary.pop("account", None)
+                if account is None or "id" not in summary:
+                    raise ValueError('a program management account needs "id" and "access_key" (or "account")')
+                pma = summary.pop("id")
+                self._send(200, emulator.set_program_management_account(account, pma, **summary), "application/json")
+                return
             else:
                 self._send(404, {"message": f"no such path {path}"}, "application/json")
                 return

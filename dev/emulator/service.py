@@ -21,11 +21,29 @@ from functools import cache
 from typing import Any
 
 from include.partner_central.relationship_request import pma_id
-from include.partner_central.service_model import service_model
+from include.partner_central.service_model import service_model, snake_case
 from include.partner_central.validation import FieldError, validate_request, validate_value
 
-OPERATIONS = ("CreateRelationship", "GetRelationship", "ListRelationships")
-WRITE_OPERATIONS = frozenset({"CreateRelationship"})
+OPERATIONS = (
+    "CreateRelationship",
+    "GetRelationship",
+    "ListRelationships",
+    "UpdateRelationship",
+    "DeleteRelationship",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
+    "ListProgramManagementAccounts",
+)
+# Each write has its own quota per account (3/s documented for each); every other call shares the read quota.
+WRITE_RATES = {
+    "CreateRelationship": "create_rate",
+    "UpdateRelationship": "update_rate",
+    "DeleteRelationship": "delete_rate",
+}
+# Operations whose faults (internal errors, lost responses) are injected: the ones that change something.
+FAULTED_OPERATIONS = frozenset({*WRITE_RATES, "TagResource", "UntagResource"})
+PMA_STATUSES = ("PENDING", "ACTIVE", "INACTIVE")
 ERROR_STATUS = {
     "ValidationException": 400,
     "AccessDeniedException": 403,
@@ -48,14 +66,17 @@ class Settings:
     """What the emulator does; every field can be set at start (CLI) and at run time (POST /_emulator/config)."""
 
     create_rate: float = 3.0  # CreateRelationship requests per second per account (the documented quota)
-    read_rate: float = 5.0  # GetRelationship and ListRelationships requests per second per account
+    update_rate: float = 3.0  # UpdateRelationship requests per second per account
+    delete_rate: float = 3.0  # DeleteRelationship requests per second per account
+    read_rate: float = 5.0  # every other call (Get, List, tags, PMAs), per second per account
     burst: float | None = None  # token-bucket capacity; None: one second's worth of the rate
     max_relationships_per_pma: int = 1000
     latency_ms: float = 0.0  # added to every API call
-    internal_error_rate: float = 0.0  # share of creates answered InternalServerException (before any change)
-    lost_response_rate: float = 0.0  # share of creates committed whose answer is then dropped
-    fail_next_creates: int = 0  # the next N creates answer InternalServerException
-    lose_next_responses: int = 0  # the next N successful creates are committed, then their answer dropped
+    # Faults of the calls that change something (create, update, delete, tag, untag):
+    internal_error_rate: float = 0.0  # share answered InternalServerException (before any change)
+    lost_response_rate: float = 0.0  # share committed whose answer is then dropped
+    fail_next_writes: int = 0  # the next N such calls answer InternalServerException
+    lose_next_responses: int = 0  # the next N successful such calls are committed, then their answer dropped
     list_lag_seconds: float = 0.0  # a new relationship shows in ListRelationships only this long after its creation
     token_ttl_seconds: float | None = None  # how long a clientToken is remembered; None: for ever
     max_clock_skew_seconds: float = 300.0  # a request signed further than this from the service's clock is refused
@@ -154,6 +175,7 @@ class Relationship:
     account: str
     client_token: str | None
     created: float  # on the emulator's clock: when ListRelationships may show it, when its token is forgotten
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +210,11 @@ class Emulator:
             self._random = random.Random(self.settings.seed)
             self.relationships: dict[str, Relationship] = {}
             self._by_token: dict[tuple[str, str], str] = {}
+            # DeleteRelationship tokens already used: (account, token) → the relationship they deleted.
+            self._deleted_by_token: dict[tuple[str, str], str] = {}
+            # Program management accounts, per AWS account: the ones set up (set_program_management_account) and
+            # the ones a create named, which count as ACTIVE.
+            self.program_management_accounts: dict[tuple[str, str], dict[str, Any]] = {}
             self._buckets: dict[tuple[str, str], _TokenBucket] = {}
             self.calls: list[Call] = []
             self._in_flight = 0
@@ -272,7 +299,7 @@ class Emulator:
         if operation not in OPERATIONS:
             raise ApiFault("UnknownOperationException", f"operation {operation} is not emulated")
         errors = validate_request(params, operation)
-        token = params.get("nextToken") if operation == "ListRelationships" and not errors else None
+        token = params.get("nextToken") if operation.startswith("List") and not errors else None
         if token is not None and _page_start(token) is None:
             errors.append(FieldError("nextToken", "INVALID_VALUE", "nextToken is not a token this service issued"))
         if errors:
@@ -283,19 +310,22 @@ class Emulator:
                 fieldList=[error.as_api_field() for error in errors],
             )
         self._throttle(operation, account, call)
-        if operation == "CreateRelationship":
-            return self._create(params, account)
-        if operation == "GetRelationship":
-            return self._get(params, account)
-        return self._list(params, account)
+        if operation in FAULTED_OPERATIONS and self._injected_failure():
+            raise ApiFault("InternalServerException", "Injected fault: internal error")
+        handler = getattr(self, "_" + snake_case(operation))
+        response = handler(params, account)
+        if operation in FAULTED_OPERATIONS and self._lose_response():
+            named = params.get("identifier") or params.get("resourceArn") or ""
+            raise DropResponse((response.get("relationshipDetail") or {}).get("id") or named.rsplit("/", 1)[-1])
+        return response
 
     def _throttle(self, operation: str, account: str, call: Call) -> None:
-        kind = "write" if operation in WRITE_OPERATIONS else "read"
-        rate = self.settings.create_rate if kind == "write" else self.settings.read_rate
+        setting = WRITE_RATES.get(operation, "read_rate")
+        rate = getattr(self.settings, setting)
         burst = max(1.0, self.settings.burst if self.settings.burst is not None else rate)
         with self._lock:
             now = time.time()
-            bucket = self._buckets.setdefault((account, kind), _TokenBucket(rate, burst, now))
+            bucket = self._buckets.setdefault((account, setting), _TokenBucket(rate, burst, now))
             allowed = bucket.admit(rate, burst, now)
         if allowed:
             call.admitted = now
@@ -304,13 +334,13 @@ class Emulator:
                 "ThrottlingException",
                 f"Rate exceeded: {operation} allows {rate:g} requests per second per account",
                 serviceCode="partnercentral-channel",
-                quotaCode="L-CREATE-RELATIONSHIP-TPS" if kind == "write" else "L-READ-RELATIONSHIP-TPS",
+                quotaCode=f"L-{setting.upper().replace('_', '-')}",
             )
 
     def _injected_failure(self) -> bool:
         with self._lock:
-            if self.settings.fail_next_creates > 0:
-                self.settings.fail_next_creates -= 1
+            if self.settings.fail_next_writes > 0:
+                self.settings.fail_next_writes -= 1
                 return True
             return self._random.random() < self.settings.internal_error_rate
 
@@ -321,9 +351,7 @@ class Emulator:
                 return True
             return self._random.random() < self.settings.lost_response_rate
 
-    def _create(self, params: dict[str, Any], account: str) -> dict[str, Any]:
-        if self._injected_failure():
-            raise ApiFault("InternalServerException", "Injected fault: internal error")
+    def _create_relationship(self, params: dict[str, Any], account: str) -> dict[str, Any]:
         token = params.get("clientToken")
         pma = pma_id(params["programManagementAccountIdentifier"])
         with self._lock:
@@ -339,16 +367,13 @@ class Emulator:
                 relationship = existing
             else:
                 relationship = self._new_relationship(params, account, pma, token)
-        response = {"relationshipDetail": {"arn": relationship.detail["arn"], "id": relationship.detail["id"]}}
-        if self._lose_response():
-            raise DropResponse(relationship.detail["id"])
-        return response
+        return {"relationshipDetail": {"arn": relationship.detail["arn"], "id": relationship.detail["id"]}}
 
     def _remembered(self, account: str, token: str) -> bool:
         """Whether the service still knows this clientToken: for `token_ttl_seconds` after its relationship was
         created, after which the same request is a new one (and a duplicate of what it created)."""
         rid = self._by_token.get((account, token))
-        if rid is None:
+        if rid is None or rid not in self.relationships:  # a deleted relationship's token names nothing any more
             return False
         ttl = self.settings.token_ttl_seconds
         return ttl is None or self.clock() - self.relationships[rid].created <= ttl
@@ -365,6 +390,20 @@ class Emulator:
                         resourceId=existing.detail["id"],
                         resourceType="Relationship",
                     )
+        status = self._program_management_account(account, pma, params["catalog"])["status"]
+        if status != "ACTIVE":
+            raise ApiFault(
+                "ValidationException",
+                f"Program management account {pma} is {status}: relationships can only be created in an ACTIVE one",
+                reason="BUSINESS_VALIDATION_FAILED",
+                fieldList=[
+                    {
+                        "name": "programManagementAccountIdentifier",
+                        "code": "INVALID_VALUE",
+                        "message": f"program management account {pma} is {status}",
+                    }
+                ],
+            )
         in_pma = sum(
             1
             for r in self.relationships.values()
@@ -398,32 +437,155 @@ class Emulator:
             "startDate": params.get("startDate"),
         }
         relationship = Relationship(
-            {k: v for k, v in detail.items() if v is not None}, dict(params), account, token, self.clock()
+            {k: v for k, v in detail.items() if v is not None},
+            dict(params),
+            account,
+            token,
+            self.clock(),
+            tags={tag["key"]: tag["value"] for tag in params.get("tags") or []},
         )
         self.relationships[rid] = relationship
         if token:
             self._by_token[(account, token)] = rid
         return relationship
 
-    def _get(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+    def _relationship(self, params: dict[str, Any], account: str) -> Relationship:
+        """The relationship a Get, Update or Delete names (id or ARN, in its catalog and PMA), or not found."""
         rid = params["identifier"].rsplit("/", 1)[-1]
-        with self._lock:
-            relationship = self.relationships.get(rid)
+        relationship = self.relationships.get(rid)
         if (
             relationship is None
             or relationship.account != account
             or relationship.detail["programManagementAccountId"] != pma_id(params["programManagementAccountIdentifier"])
             or relationship.detail["catalog"] != params["catalog"]
         ):
-            raise ApiFault(
-                "ResourceNotFoundException",
-                f"Relationship {rid} was not found",
-                resourceId=rid,
-                resourceType="Relationship",
-            )
-        return {"relationshipDetail": relationship.detail}
+            raise _not_found(rid)
+        return relationship
 
-    def _list(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+    def _get_relationship(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        with self._lock:
+            return {"relationshipDetail": dict(self._relationship(params, account).detail)}
+
+    def _update_relationship(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        """Display name and support plan change in place; a given revision must be the current one (the guard
+        against lost updates), and every update advances it."""
+        with self._lock:
+            relationship = self._relationship(params, account)
+            detail = relationship.detail
+            if params.get("revision") is not None and params["revision"] != detail["revision"]:
+                raise ApiFault(
+                    "ConflictException",
+                    f"Relationship {detail['id']} is at revision {detail['revision']}, not {params['revision']}",
+                    resourceId=detail["id"],
+                    resourceType="Relationship",
+                )
+            for member in ("displayName", "requestedSupportPlan"):
+                if member in params:
+                    relationship.request[member] = params[member]
+            if "displayName" in params:
+                detail["displayName"] = params["displayName"]
+            detail["revision"] = str(int(detail["revision"]) + 1)
+            detail["updatedAt"] = _iso_now()
+            return {"relationshipDetail": dict(detail)}
+
+    def _delete_relationship(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        """Idempotent by clientToken: the same token deletes once and answers {} again after; a relationship that
+        is gone answers ResourceNotFoundException to a delete with another token (or none)."""
+        token = params.get("clientToken")
+        rid = params["identifier"].rsplit("/", 1)[-1]
+        with self._lock:
+            if token and self._deleted_by_token.get((account, token)) == rid:
+                return {}
+            relationship = self._relationship(params, account)
+            del self.relationships[rid]
+            if relationship.client_token:
+                self._by_token.pop((account, relationship.client_token), None)
+            if token:
+                self._deleted_by_token[(account, token)] = rid
+        return {}
+
+    def _tagged(self, params: dict[str, Any], account: str) -> Relationship:
+        """The relationship a tag call's ARN names (this emulator tags relationships only)."""
+        rid = params["resourceArn"].rsplit("/", 1)[-1]
+        relationship = self.relationships.get(rid)
+        if (
+            relationship is None
+            or relationship.account != account
+            or relationship.detail["arn"] != params["resourceArn"]
+        ):
+            raise _not_found(params["resourceArn"])
+        return relationship
+
+    def _tag_resource(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        with self._lock:
+            self._tagged(params, account).tags.update({tag["key"]: tag["value"] for tag in params["tags"]})
+        return {}
+
+    def _untag_resource(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        with self._lock:
+            tags = self._tagged(params, account).tags
+            for key in params["tagKeys"]:
+                tags.pop(key, None)
+        return {}
+
+    def _list_tags_for_resource(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        with self._lock:
+            tags = self._tagged(params, account).tags
+            return {"tags": [{"key": key, "value": value} for key, value in sorted(tags.items())]}
+
+    def _program_management_account(self, account: str, pma: str, catalog: str) -> dict[str, Any]:
+        """A PMA's summary; one never set up counts as ACTIVE from its first use (the emulator's default)."""
+        key = (account, pma)
+        if key not in self.program_management_accounts:
+            self.set_program_management_account(account, pma, catalog=catalog)
+        return self.program_management_accounts[key]
+
+    def set_program_management_account(
+        self, account: str, pma: str, *, catalog: str = "Sandbox", status: str = "ACTIVE", **summary: Any
+    ) -> dict[str, Any]:
+        """Set up (or change) one PMA of an AWS account; the fields beyond id, catalog and status take defaults."""
+        if status not in PMA_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(PMA_STATUSES)}, not {status!r}")
+        unknown = set(summary) - _pma_fields()
+        if unknown:
+            raise ValueError(f"unknown program management account field(s) {', '.join(sorted(unknown))}")
+        with self._lock:
+            now = _iso_now()
+            current = self.program_management_accounts.get((account, pma)) or {
+                "id": pma,
+                "arn": f"arn:aws:partnercentral:{self.region}:{account}:catalog/{catalog}"
+                f"/program-management-account/{pma}",
+                "revision": "0",
+                "catalog": catalog,
+                "program": "SOLUTION_PROVIDER",
+                "displayName": pma[-13:],
+                "accountId": account,
+                "createdAt": now,
+                "type": "RESALE_BILLING_TRANSFER",
+            }
+            current.update(summary, status=status, updatedAt=now, revision=str(int(current["revision"]) + 1))
+            self.program_management_accounts[(account, pma)] = current
+            return dict(current)
+
+    def _list_program_management_accounts(self, params: dict[str, Any], account: str) -> dict[str, Any]:
+        filters = {
+            "displayName": set(params.get("displayNames") or []),
+            "program": set(params.get("programs") or []),
+            "accountId": set(params.get("accountIds") or []),
+            "status": set(params.get("statuses") or []),
+            "type": {params["type"]} if params.get("type") else set(),
+        }
+        with self._lock:
+            items = [
+                dict(summary)
+                for (owner, _), summary in self.program_management_accounts.items()
+                if owner == account
+                and summary["catalog"] == params["catalog"]
+                and all(not wanted or summary.get(key) in wanted for key, wanted in filters.items())
+            ]
+        return _page(items, params)
+
+    def _list_relationships(self, params: dict[str, Any], account: str) -> dict[str, Any]:
         filters = {
             "associatedAccountId": set(params.get("associatedAccountIds") or []),
             "associationType": set(params.get("associationTypes") or []),
@@ -440,17 +602,8 @@ class Emulator:
                 and r.detail["catalog"] == params["catalog"]
                 and all(not wanted or r.detail.get(key) in wanted for key, wanted in filters.items())
             ]
-        sort = params.get("sort")
-        items.sort(key=lambda d: (d["updatedAt"], d["id"]), reverse=bool(sort and sort["sortOrder"] == "Descending"))
-        token = params.get("nextToken")
-        start = (_page_start(token) or 0) if token is not None else 0  # a foreign token was refused in _dispatch
-        size = params.get("maxResults") or 50
-        page = items[start : start + size]
         summary_fields = _summary_fields()
-        response: dict[str, Any] = {"items": [{k: v for k, v in d.items() if k in summary_fields} for d in page]}
-        if start + size < len(items):
-            response["nextToken"] = _page_token(start + size)
-        return response
+        return _page([{k: v for k, v in d.items() if k in summary_fields} for d in items], params)
 
     def call_log(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -458,7 +611,41 @@ class Emulator:
 
     def relationship_list(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r.detail, clientToken=r.client_token) for r in self.relationships.values()]
+            return [dict(r.detail, clientToken=r.client_token, tags=dict(r.tags)) for r in self.relationships.values()]
+
+    def program_management_account_list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(summary) for summary in self.program_management_accounts.values()]
+
+
+def _not_found(resource: str) -> ApiFault:
+    return ApiFault(
+        "ResourceNotFoundException",
+        f"Resource {resource} was not found",
+        resourceId=resource,
+        resourceType="Relationship",
+    )
+
+
+def _page(items: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """One page of a List call: sorted by updatedAt (then id) as `sort` asks, from the offset its nextToken stands for
+    (a foreign token was refused in _dispatch), `maxResults` long."""
+    sort = params.get("sort")
+    items.sort(key=lambda d: (d["updatedAt"], d["id"]), reverse=bool(sort and sort.get("sortOrder") == "Descending"))
+    token = params.get("nextToken")
+    start = (_page_start(token) or 0) if token is not None else 0
+    size = params.get("maxResults") or 50
+    response: dict[str, Any] = {"items": items[start : start + size]}
+    if start + size < len(items):
+        response["nextToken"] = _page_token(start + size)
+    return response
+
+
+@cache
+def _pma_fields() -> frozenset[str]:
+    """The members ListProgramManagementAccounts returns per item, from the model."""
+    shape = service_model().operation_model("ListProgramManagementAccounts").output_shape
+    return frozenset(shape.members["items"].member.members)
 
 
 @cache

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from include.partner_central.api_errors import ApiError, classify, is_api_failure
+from include.partner_central.api_errors import ApiError
+from include.partner_central.paced_call import send_paced
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import describe, pma_id
 from include.partner_central.retry_policy import RetryPolicy
@@ -51,18 +51,7 @@ def create_relationship(
     name = describe(request)
 
     def send() -> dict[str, Any]:
-        try:
-            with paced(client, limiter):
-                response = client.create_relationship(**request)
-        except Exception as exc:
-            if not is_api_failure(exc):
-                raise  # e.g. the shared rate limiter's warehouse: not the API's answer, never the candidate's outcome
-            error = classify(exc)
-            if error.throttling:
-                limiter.throttled()
-            raise error from exc
-        limiter.succeeded()
-        return response
+        return send_paced(client, "CreateRelationship", request, limiter)
 
     def on_retry(error: ApiError, attempt: int, wait: float) -> None:
         logger.warning("CreateRelationship %s: attempt %d failed (%s); retrying in %.1fs", name, attempt, error, wait)
@@ -100,22 +89,6 @@ def create_relationship(
         return CreateResult(ALREADY_EXISTS, existing["id"], existing["arn"], attempts)
     logger.info("CreateRelationship %s: created %s", name, detail["id"])
     return CreateResult(CREATED, detail["id"], detail["arn"], attempts)
-
-
-@contextmanager
-def paced(client: Any, limiter: RateLimiter) -> Iterator[None]:
-    """Take the limiter's slot at botocore's before-send, once the request is built and signed: the slot then marks
-    when the request leaves, not when building it began (the first call of a client spends a while on that)."""
-
-    def wait_for_slot(**_: Any) -> None:
-        limiter.acquire()
-
-    event = f"before-send.{client.meta.service_model.service_name}.CreateRelationship"
-    client.meta.events.register_first(event, wait_for_slot)
-    try:
-        yield
-    finally:
-        client.meta.events.unregister(event, wait_for_slot)
 
 
 def find_relationship(

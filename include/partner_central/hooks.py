@@ -11,7 +11,10 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
 from include.partner_central import create_relationship as create_path
+from include.partner_central import paced_call
+from include.partner_central import relationship_changes as change_path
 from include.partner_central.rate_limit import RateLimiter
+from include.partner_central.relationship_request import tag_list
 from include.partner_central.retry_policy import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, RetryPolicy
 
 # Timeouts unless the connection's botocore config says otherwise: a hung call must not hold a pool slot forever.
@@ -106,6 +109,8 @@ class PartnerCentralChannelHook(AwsBaseHook):
         program_management_account_identifiers: list[str] | None = None,
         sort: dict[str, str] | None = None,
         page_size: int | None = None,
+        limiter: RateLimiter | None = None,
+        policy: RetryPolicy = create_path.DEFAULT_POLICY,
     ) -> list[dict[str, Any]]:
         """
         Every relationship that matches the filters (ListRelationships, page after page through the model's
@@ -121,6 +126,8 @@ class PartnerCentralChannelHook(AwsBaseHook):
         :param program_management_account_identifiers: only these program management accounts (ids or ARNs).
         :param sort: ``{"sortBy": "UpdatedAt", "sortOrder": "Ascending" | "Descending"}``.
         :param page_size: relationships per call (``maxResults``); default: the service's.
+        :param limiter: paces the calls (a long listing must stay within the account's read quota); default: none.
+        :param policy: retries of each page.
         :return: the relationship summaries, as dicts.
         """
         filters = {
@@ -130,6 +137,120 @@ class PartnerCentralChannelHook(AwsBaseHook):
             "displayNames": display_names,
             "programManagementAccountIdentifiers": program_management_account_identifiers,
             "sort": sort,
+            "maxResults": page_size,
         }
         pruned = {name: value for name, value in filters.items() if value is not None}
-        return list(create_path.relationships(self.conn, pruned, page_size=page_size))
+        listing = paced_call.pages(self.conn, "ListRelationships", pruned, policy=policy, limiter=limiter)
+        return [item for page in listing for item in page.get("items", [])]
+
+    def update_relationship(
+        self,
+        request: Mapping[str, Any],
+        *,
+        limiter: RateLimiter,
+        policy: RetryPolicy = change_path.DEFAULT_POLICY,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> change_path.ChangeResult:
+        """
+        Change a relationship's display name or support plan exactly once (UpdateRelationship), guarded by its
+        ``revision``: on a ConflictException the relationship is read again, and the update is either found already
+        made (``already_updated``: a lost response's retry) or sent once more at the current revision.
+
+        .. seealso::
+            - :func:`include.partner_central.relationship_changes.update_relationship`
+
+        :param request: the UpdateRelationship request (``catalog``, ``identifier``,
+            ``programManagementAccountIdentifier``, ``revision``, ``displayName`` and/or ``requestedSupportPlan``).
+        :param limiter: the rate limiter every update of this account goes through.
+        :param policy: retries (attempts, time budget, backoff).
+        :param logger: where attempts and outcomes are logged (default: the hook's logger).
+        :return: status (``updated`` or ``already_updated``), relationship id, its new revision, attempts.
+        :raises ApiError: when the update can be neither made nor found made.
+        """
+        return change_path.update_relationship(
+            self.conn, request, limiter=limiter, policy=policy, logger=logger or self.log
+        )
+
+    def delete_relationship(
+        self,
+        request: Mapping[str, Any],
+        *,
+        limiter: RateLimiter,
+        policy: RetryPolicy = change_path.DEFAULT_POLICY,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> change_path.ChangeResult:
+        """
+        Delete a relationship exactly once (DeleteRelationship), with a clientToken derived from the relationship
+        unless the request has one; a relationship already gone is ``already_deleted``.
+
+        .. seealso::
+            - :func:`include.partner_central.relationship_changes.delete_relationship`
+
+        :param request: the DeleteRelationship request (``catalog``, ``identifier``,
+            ``programManagementAccountIdentifier``, optional ``clientToken``).
+        :param limiter: the rate limiter every delete of this account goes through.
+        :param policy: retries (attempts, time budget, backoff).
+        :param logger: where attempts and outcomes are logged (default: the hook's logger).
+        :return: status (``deleted`` or ``already_deleted``), relationship id, attempts.
+        :raises ApiError: when the relationship can be neither deleted nor found gone.
+        """
+        return change_path.delete_relationship(
+            self.conn, request, limiter=limiter, policy=policy, logger=logger or self.log
+        )
+
+    def tag_resource(
+        self, resource_arn: str, tags: Mapping[str, str], *, policy: RetryPolicy = change_path.DEFAULT_POLICY
+    ) -> None:
+        """
+        Add or overwrite tags on a relationship (TagResource; the same call twice leaves the same tags).
+
+        :param resource_arn: the relationship's ARN.
+        :param tags: key → value.
+        """
+        policy.call(lambda: self.conn.tag_resource(resourceArn=resource_arn, tags=tag_list(tags)))
+
+    def untag_resource(
+        self, resource_arn: str, tag_keys: list[str], *, policy: RetryPolicy = change_path.DEFAULT_POLICY
+    ) -> None:
+        """
+        Remove tags from a relationship (UntagResource; keys it does not have are ignored).
+
+        :param resource_arn: the relationship's ARN.
+        :param tag_keys: the keys to remove.
+        """
+        policy.call(lambda: self.conn.untag_resource(resourceArn=resource_arn, tagKeys=list(tag_keys)))
+
+    def list_tags_for_resource(
+        self, resource_arn: str, *, policy: RetryPolicy = change_path.DEFAULT_POLICY
+    ) -> dict[str, str]:
+        """
+        A relationship's tags (ListTagsForResource), as key → value.
+
+        :param resource_arn: the relationship's ARN.
+        """
+        response = policy.call(lambda: self.conn.list_tags_for_resource(resourceArn=resource_arn))
+        return {tag["key"]: tag["value"] for tag in response.get("tags", [])}
+
+    def list_program_management_accounts(
+        self,
+        *,
+        catalog: str,
+        statuses: list[str] | None = None,
+        page_size: int | None = None,
+        limiter: RateLimiter | None = None,
+        policy: RetryPolicy = change_path.DEFAULT_POLICY,
+    ) -> list[dict[str, Any]]:
+        """
+        The program management accounts of the caller's account (ListProgramManagementAccounts, every page).
+
+        :param catalog: ``AWS`` or ``Sandbox``.
+        :param statuses: only these statuses (``PENDING``, ``ACTIVE``, ``INACTIVE``).
+        :param page_size: accounts per call (``maxResults``); default: the service's.
+        :param limiter: paces the calls; default: none.
+        :param policy: retries of each page.
+        :return: their summaries: id, arn, status, program, type, revision, dates.
+        """
+        filters = {"catalog": catalog, "statuses": statuses, "maxResults": page_size}
+        pruned = {name: value for name, value in filters.items() if value is not None}
+        listing = paced_call.pages(self.conn, "ListProgramManagementAccounts", pruned, policy=policy, limiter=limiter)
+        return [item for page in listing for item in page.get("items", [])]

@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-# The documented quota of CreateRelationship: 3 requests per second per AWS account.
-DEFAULT_CREATES_PER_SECOND = 3.0
+# The documented quota of the reads (GetRelationship, ListRelationships): 5 requests per second per AWS account.
+DEFAULT_READS_PER_SECOND = 5.0
+# The documented quota of each write (CreateRelationship, UpdateRelationship, DeleteRelationship): 3 requests per
+# second per AWS account.
+DEFAULT_WRITES_PER_SECOND = 3.0
 # Calls are spaced a little wider than 1/rate, so that jitter between sending and arriving cannot put one call more
 # than the quota into any one second.
 SPACING_MARGIN = 1.05
@@ -42,6 +45,19 @@ class RateLimiter(Protocol):
     def succeeded(self) -> None: ...
 
 
+class Unpaced:
+    """No pacing: for a caller that sends one call at a time and leaves the quota to the service's throttling."""
+
+    def acquire(self) -> None:
+        pass
+
+    def throttled(self) -> None:
+        pass
+
+    def succeeded(self) -> None:
+        pass
+
+
 class AdaptiveRateLimiter:
     """Spaces calls at least 1/rate apart; halves the rate on each throttle and wins it back on each success.
 
@@ -51,7 +67,7 @@ class AdaptiveRateLimiter:
 
     def __init__(
         self,
-        rate: float = DEFAULT_CREATES_PER_SECOND,
+        rate: float = DEFAULT_WRITES_PER_SECOND,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,

@@ -25,6 +25,10 @@ class Tables:
     # How far the warehouse's copies of outcomes, history and runs are written, when the state store is another
     # database (kept in the state store).
     write_back: str = "partner_relationship_write_back"
+    # What the reconcile DAG writes to the warehouse: AWS's relationships and PMAs as last listed, and the drift.
+    remote: str = "partner_relationships_remote"
+    program_management_accounts: str = "partner_program_management_accounts"
+    drift: str = "partner_relationship_drift"
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -55,11 +59,21 @@ class SyncSettings:
     history_retention_days: float = 90.0
     # Rows read, checked and staged at a time: bounds memory on large feeds.
     chunk_rows: int = 50_000
+    # List calls per second of the reconcile DAG (the account's read quota: 5).
+    read_rate_per_second: float = 5.0
+    # A relationship created less than this long before a listing may not be listed yet (ListRelationships lags
+    # behind creates): only older ones are judged missing from AWS.
+    reconcile_grace_seconds: float = 600.0
+    # The quota of relationships per program management account.
+    relationships_per_pma: int = 1000
     tables: Tables = Tables()
 
     def __post_init__(self) -> None:
-        if self.rate_per_second <= 0:
-            raise ValueError(f"rate_per_second must be positive, got {self.rate_per_second}")
+        for name in ("rate_per_second", "read_rate_per_second"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.reconcile_grace_seconds < 0:
+            raise ValueError(f"reconcile_grace_seconds must be 0 or more, got {self.reconcile_grace_seconds}")
         if not 1 <= self.max_batches <= 1024:
             raise ValueError(f"max_batches must be between 1 and 1024, got {self.max_batches}")
         if self.batch_size < 1:

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from airflow.sdk import BaseHook, Variable, get_current_context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
-from include.partner_central.api_errors import AccountLevelError
+from include.partner_central.api_errors import AccountLevelError, ApiError
 from include.partner_central.hooks import PartnerCentralChannelHook
+from include.sync import reconcile as reconciling
 from include.sync import steps
 from include.sync.candidates import candidate_key
 from include.sync.settings import SyncSettings
@@ -120,3 +121,22 @@ def record_run() -> dict[str, Any]:
             return steps.finish(warehouse, run_request(context), retention_days=settings.history_retention_days)
         except steps.SyncRunFailed as failed:
             raise AirflowFailException(str(failed)) from None
+
+
+def reconcile() -> dict[str, Any]:
+    """List AWS's relationships and PMAs into the warehouse, report drift, reopen candidates whose relationship is
+    gone; paced at the account's read rate, shared with every other reconcile."""
+    context = get_current_context()
+    settings = sync_settings()
+    hook = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id)
+    hook.get_conn()
+    with open_warehouse(settings) as warehouse:
+        warehouse.create_tables()
+        limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:read", settings.read_rate_per_second)
+        try:
+            return reconciling.reconcile(warehouse, hook, settings, context["run_id"], limiter)
+        except ApiError as error:
+            message = f"Listing Partner Central failed after its retries: {error}; nothing was written"
+            if error.fix:
+                message += f". Fix: {error.fix}"
+            raise (AirflowException if error.retryable else AirflowFailException)(message) from None

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import tenacity
 
+from include.partner_central.service_model import service_model, snake_case
 from include.sync import dialect as db
 from include.sync.settings import Tables
 from include.vocabulary import (
@@ -88,6 +89,16 @@ def result_columns() -> list[sa.Column]:
 RESULT_COLUMNS = ("candidate_id", *(column.name for column in result_columns()))
 
 
+def summary_columns(operation: str, exclude: Sequence[str] = ()) -> list[sa.Column]:
+    """A List operation's item members as columns, named in snake_case: timestamps as UTC times, the rest as text."""
+    item = service_model().operation_model(operation).output_shape.members["items"].member
+    return [
+        sa.Column(snake_case(name), db.UtcDateTime if shape.type_name == "timestamp" else sa.Text)
+        for name, shape in item.members.items()
+        if name not in exclude
+    ]
+
+
 class Schema:
     """The sync's own tables, named by the settings. `indexes=False`: the warehouse's copies of outcomes, history and
     runs (analytical warehouses have no indexes)."""
@@ -146,6 +157,34 @@ class Schema:
             sa.Column("target", ID, primary_key=True),
             sa.Column("written_up_to", db.UtcDateTime, nullable=False),
         )
+        # What AWS holds, as the reconcile DAG last listed it, and how it differs from the warehouse: written to the
+        # warehouse (never to a separate state store), one column per member of the model's list summaries.
+        self.remote = table(
+            "remote",
+            sa.Column("id", ID, primary_key=True),
+            *summary_columns("ListRelationships", exclude=("id",)),
+            sa.Column("reconcile_run_id", RUN_ID, nullable=False),
+            sa.Column("listed_at", db.UtcDateTime, nullable=False),
+        )
+        self.program_management_accounts = table(
+            "program_management_accounts",
+            sa.Column("id", ID, primary_key=True),
+            *summary_columns("ListProgramManagementAccounts", exclude=("id",)),
+            sa.Column("relationship_count", sa.Integer, nullable=False),
+            sa.Column("reconcile_run_id", RUN_ID, nullable=False),
+            sa.Column("listed_at", db.UtcDateTime, nullable=False),
+        )
+        self.drift = table(
+            "drift",
+            sa.Column("reconcile_run_id", RUN_ID, nullable=False),
+            sa.Column("kind", sa.String(32), nullable=False),
+            sa.Column("relationship_id", ID),
+            sa.Column("candidate_id", ID),
+            sa.Column("differences", sa.Text),  # JSON: {field: {"aws": value, "candidate": value}}
+            sa.Column("detail", sa.Text),
+            sa.Column("found_at", db.UtcDateTime, nullable=False),
+        )
+        self.reconciled = (self.remote, self.program_management_accounts, self.drift)
         # What the warehouse holds a copy of, when it is not the state store.
         self.copied = (self.outcomes, self.attempts, self.runs)
         schema, name = db.split_name(tables.candidates)
@@ -324,10 +363,17 @@ class Warehouse:
     def create_tables(self) -> None:
         """Create the sync's tables (and the warehouse's copies, when it is another database); tables made by an
         earlier version gain the columns and indexes added since (each added column is nullable or has a default)."""
-        self._create(self.connection, self.schema.metadata.sorted_tables)
-        if self.separate:
-            with self.source.connect() as connection:
-                self._create(connection, self.copies.copied)
+        if not self.separate:
+            self._create(self.connection, self.schema.metadata.sorted_tables)
+            return
+        state_tables = [t for t in self.schema.metadata.sorted_tables if t.name not in self._warehouse_only]
+        self._create(self.connection, state_tables)
+        with self.source.connect() as connection:
+            self._create(connection, (*self.copies.copied, *self.copies.reconciled))
+
+    @functools.cached_property
+    def _warehouse_only(self) -> frozenset[str]:
+        return frozenset(table.name for table in self.schema.reconciled)
 
     @staticmethod
     def _create(connection: sa.Connection, tables: Sequence[sa.Table]) -> None:
@@ -771,6 +817,118 @@ class Warehouse:
             with self.source.connect() as warehouse, warehouse.begin():
                 warehouse.execute(sa.delete(copies.attempts).where(copies.attempts.c.updated_at < cutoff))
                 warehouse.execute(sa.delete(copies.runs).where(copies.runs.c.started_at < cutoff))
+
+    # -- reconcile ------------------------------------------------------------------------------------------------
+    def created_relationships(self) -> list[dict[str, Any]]:
+        """Every candidate whose relationship exists as far as the sync knows: id, relationship, when recorded."""
+        outcomes = self.schema.outcomes
+        return self._dicts(
+            sa.select(
+                outcomes.c.candidate_id,
+                outcomes.c.relationship_id,
+                outcomes.c.relationship_arn,
+                outcomes.c.updated_at,
+            ).where(outcomes.c.status.in_(DONE), outcomes.c.relationship_id.is_not(None))
+        )
+
+    def candidate_rows(self, columns: Sequence[str], candidate_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The candidates table's rows of these ids (as stored: trimmed text), for comparing with AWS."""
+        candidates = self.schema.candidates(columns)
+        key = db.key(candidates.c.candidate_id)
+        rows: list[dict[str, Any]] = []
+        with self._source_reading() as connection:
+            for condition in db.one_of(key, candidate_ids, self.source.dialect):
+                rows += [dict(row._mapping) for row in connection.execute(sa.select(*candidates.c).where(condition))]
+        return rows
+
+    def candidate_catalogs(self) -> list[str]:
+        """The catalogs the candidates name: the ones a reconcile lists."""
+        catalog = self.schema.candidates(["catalog"]).c.catalog
+        with self._source_reading() as connection:
+            found = connection.execute(sa.select(sa.func.trim(catalog)).distinct().where(catalog.is_not(None)))
+            return sorted(value for (value,) in found if value)
+
+    @retry_transient
+    def replace_listing(
+        self,
+        run_id: str,
+        listed_at: dt.datetime,
+        accounts: Sequence[dict[str, Any]],
+        relationships: Sequence[dict[str, Any]],
+        drift: Sequence[dict[str, Any]],
+    ) -> None:
+        """What a reconcile found, in the warehouse in one transaction: the mirror of AWS's relationships and PMAs
+        replaced as a whole, and this run's drift rows (written again if the run is repeated)."""
+        tables = self.copies if self.separate else self.schema
+        stamp = {"reconcile_run_id": run_id, "listed_at": listed_at}
+
+        def columns(table: sa.Table, item: dict[str, Any]) -> dict[str, Any]:
+            values = {snake_case(name): value for name, value in item.items()}
+            return {column.name: values.get(column.name) for column in table.columns} | stamp
+
+        remote, accounts_table, drift_table = tables.reconciled
+        context = self.source.begin() if self.separate else self.transaction()
+        with context as connection:
+            connection.execute(sa.delete(remote))
+            connection.execute(sa.delete(accounts_table))
+            connection.execute(sa.delete(drift_table).where(drift_table.c.reconcile_run_id == run_id))
+            if relationships:
+                connection.execute(sa.insert(remote), [columns(remote, item) for item in relationships])
+            if accounts:
+                connection.execute(sa.insert(accounts_table), [columns(accounts_table, item) for item in accounts])
+            if drift:
+                connection.execute(
+                    sa.insert(drift_table),
+                    [{**row, "reconcile_run_id": run_id, "found_at": listed_at} for row in drift],
+                )
+
+    @retry_transient
+    def reopen(self, run_id: str, missing: Sequence[dict[str, Any]], reason: str) -> int:
+        """Candidates whose created relationship AWS no longer has become `pending`: the next sync creates them
+        again. Only while the outcome still names that relationship (a sync that has moved on is left alone). Each
+        also gets a history row of the reconcile run. How many were reopened."""
+        outcomes, attempts = self.schema.outcomes, self.schema.attempts
+        reopened = 0
+        with self.transaction() as connection:
+            now = self.db_now()
+            for row in missing:
+                message = f"relationship {row['relationship_id']} {reason}"
+                changed = connection.execute(
+                    sa.update(outcomes)
+                    .where(
+                        outcomes.c.candidate_id == row["candidate_id"],
+                        outcomes.c.relationship_id == row["relationship_id"],
+                        outcomes.c.status.in_(DONE),
+                    )
+                    .values(
+                        status=PENDING,
+                        relationship_id=None,
+                        relationship_arn=None,
+                        error_code="RelationshipMissing",
+                        error_message=message,
+                        retryable=True,
+                        updated_at=now,
+                        claimed_at=None,
+                    )
+                ).rowcount
+                if changed:
+                    reopened += 1
+                    history = db.upsert(attempts, connection.dialect, ["status", "error_code", "error_message"])
+                    connection.execute(
+                        history,
+                        {
+                            "candidate_id": row["candidate_id"],
+                            "dag_run_id": run_id,
+                            "status": PENDING,
+                            "relationship_id": row["relationship_id"],
+                            "error_code": "RelationshipMissing",
+                            "error_message": message,
+                            "retryable": True,
+                            "attempts": 0,
+                            "updated_at": now,
+                        },
+                    )
+        return reopened
 
     # -- write-back to an analytical warehouse --------------------------------------------------------------------
     @retry_transient

@@ -1,0 +1,155 @@
+"""The reconcile: AWS's relationships and PMAs mirrored into each real warehouse, drift reported, and a relationship
+deleted in the console created again by the next sync. Real boto3 over HTTP against the emulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from dev.demo_data import PMA
+from include.partner_central.api_errors import ApiError
+from include.partner_central.hooks import PartnerCentralChannelHook
+from include.partner_central.relationship_request import build_create_request
+from include.sync import reconcile as reconciling
+from include.sync.shared_rate_limit import WarehouseRateLimiter
+from include.vocabulary import FIELDS_DIFFER, MISSING_REMOTE, REMOTE_WITHOUT_CANDIDATE
+from tests.factories import relationship_fields
+from tests.test_convergence import creates, outcome_rows, run_sync
+from tests.test_sync_steps import SETTINGS, one, request
+
+NOW = "2026-11-20T10:00:00+00:00"
+SETTLED = dataclasses.replace(SETTINGS, reconcile_grace_seconds=0)
+
+
+def reconcile(test_warehouse, run_id: str = "reconcile-1", settings=SETTLED) -> dict:
+    warehouse = test_warehouse.warehouse()
+    warehouse.create_tables()
+    limiter = WarehouseRateLimiter(warehouse, "aws:test:read", settings.read_rate_per_second)
+    return reconciling.reconcile(warehouse, PartnerCentralChannelHook(), settings, run_id, limiter)
+
+
+def drift_rows(test_warehouse) -> dict[tuple[str, str], dict]:
+    rows = test_warehouse.query("SELECT * FROM partner_relationship_drift")
+    return {(row["kind"], row["relationship_id"]): row for row in rows}
+
+
+def three_created(test_warehouse) -> dict[str, dict]:
+    test_warehouse.seed([one(f"c{n}", NOW, f"00000000000{n}") for n in (1, 2, 3)])
+    run_sync(test_warehouse, request("sync-1"))
+    rows = outcome_rows(test_warehouse)
+    assert {row["status"] for row in rows.values()} == {"created"}
+    return rows
+
+
+@pytest.fixture(autouse=True)
+def _fast_reads(emulator):
+    emulator.emulator.configure({"read_rate": 100, "create_rate": 100, "delete_rate": 100})
+
+
+def test_a_relationship_deleted_in_the_console_is_found_and_created_again_by_the_next_sync(
+    test_warehouse, emulator, raw_client
+):
+    outcomes = three_created(test_warehouse)
+    gone = outcomes["c2"]["relationship_id"]
+    raw_client.delete_relationship(catalog="Sandbox", programManagementAccountIdentifier=PMA, identifier=gone)
+
+    counts = reconcile(test_warehouse)
+
+    assert (counts["relationships"], counts[MISSING_REMOTE], counts["reopened"]) == (2, 1, 1)
+    drift = drift_rows(test_warehouse)
+    assert drift[(MISSING_REMOTE, gone)]["candidate_id"] == "c2"
+    reopened = outcome_rows(test_warehouse)["c2"]
+    assert (reopened["status"], reopened["relationship_id"]) == ("pending", None)
+    assert gone in reopened["error_message"] and "reconcile-1" in reopened["error_message"]
+
+    before = len(creates(emulator))
+    run = run_sync(test_warehouse, request("sync-2"))
+
+    assert (run["selected"], run["created"], run["failed"]) == (1, 1, None)
+    assert len(creates(emulator)) == before + 1
+    again = outcome_rows(test_warehouse)["c2"]
+    assert again["status"] == "created" and again["relationship_id"] not in (None, gone)
+    assert sorted(r["id"] for r in emulator.emulator.relationship_list()) == sorted(
+        row["relationship_id"] for row in outcome_rows(test_warehouse).values()
+    )
+    # A second reconcile finds nothing missing: converged.
+    assert MISSING_REMOTE not in reconcile(test_warehouse, "reconcile-2")
+
+
+def test_the_mirror_and_the_drift_show_what_aws_holds_and_how_it_differs(test_warehouse, emulator, raw_client):
+    outcomes = three_created(test_warehouse)
+    console = raw_client.create_relationship(
+        **build_create_request(
+            **relationship_fields(
+                associated_account_id="000000000099", display_name="Console", program_management_account_identifier=PMA
+            )
+        )
+    )["relationshipDetail"]["id"]
+    test_warehouse.execute(
+        "UPDATE partner_relationship_candidates SET display_name = 'Renamed' WHERE candidate_id = 'c1'"
+    )
+    test_warehouse.execute("DELETE FROM partner_relationship_candidates WHERE candidate_id = 'c3'")
+
+    counts = reconcile(test_warehouse)
+
+    assert (counts["relationships"], counts["program_management_accounts"]) == (4, 1)
+    assert (counts[REMOTE_WITHOUT_CANDIDATE], counts[FIELDS_DIFFER], counts["reopened"]) == (2, 1, 0)
+    mirror = {row["id"]: row for row in test_warehouse.query("SELECT * FROM partner_relationships_remote")}
+    assert set(mirror) == {*(row["relationship_id"] for row in outcomes.values()), console}
+    assert mirror[console]["display_name"] == "Console" and mirror[console]["revision"] == "1"
+    assert mirror[console]["program_management_account_id"] == PMA
+    [account] = test_warehouse.query("SELECT * FROM partner_program_management_accounts")
+    assert (account["id"], account["status"], account["relationship_count"]) == (PMA, "ACTIVE", 4)
+
+    drift = drift_rows(test_warehouse)
+    assert drift[(REMOTE_WITHOUT_CANDIDATE, console)]["candidate_id"] is None
+    assert drift[(REMOTE_WITHOUT_CANDIDATE, outcomes["c3"]["relationship_id"])]["candidate_id"] == "c3"
+    renamed = drift[(FIELDS_DIFFER, outcomes["c1"]["relationship_id"])]
+    shown = mirror[outcomes["c1"]["relationship_id"]]["display_name"]
+    assert shown != "Renamed"
+    assert json.loads(renamed["differences"]) == {"displayName": {"aws": shown, "candidate": "Renamed"}}
+
+
+def test_a_relationship_created_within_the_grace_is_not_judged_missing(test_warehouse, emulator, raw_client):
+    outcomes = three_created(test_warehouse)
+    gone = outcomes["c1"]["relationship_id"]
+    raw_client.delete_relationship(catalog="Sandbox", programManagementAccountIdentifier=PMA, identifier=gone)
+
+    counts = reconcile(test_warehouse, settings=SETTINGS)  # the default grace: 10 minutes
+
+    assert MISSING_REMOTE not in counts and counts["reopened"] == 0
+    assert outcome_rows(test_warehouse)["c1"]["status"] == "created"
+
+
+def test_a_listing_that_fails_writes_nothing_and_names_the_fix(test_warehouse, emulator):
+    three_created(test_warehouse)
+    reconcile(test_warehouse)
+    emulator.emulator.configure({"access_denied_reason": "ACCESS_DENIED"})
+
+    with pytest.raises(ApiError) as denied:
+        reconcile(test_warehouse, "reconcile-2")
+
+    assert denied.value.code == "AccessDeniedException" and "partnercentral:" in denied.value.fix
+    runs = {row["reconcile_run_id"] for row in test_warehouse.query("SELECT * FROM partner_relationships_remote")}
+    assert runs == {"reconcile-1"}  # the mirror of the last listing that succeeded
+
+
+def test_a_long_listing_pages_at_the_read_rate_without_a_throttle(test_warehouse, emulator, raw_client):
+    test_warehouse.seed([one("c1", NOW, "000000000001")])
+    for n in range(2, 252):
+        raw_client.create_relationship(
+            **build_create_request(
+                **relationship_fields(associated_account_id=f"{n:012d}", program_management_account_identifier=PMA)
+            )
+        )
+    emulator.emulator.configure({"read_rate": 20, "burst": 1})
+
+    counts = reconcile(test_warehouse, settings=dataclasses.replace(SETTLED, read_rate_per_second=20))
+
+    assert counts["relationships"] == 250
+    lists = [c for c in emulator.emulator.call_log() if c["operation"].startswith("List")]
+    assert len(lists) == 3 + 1  # 250 relationships in pages of 100, and one page of PMAs
+    assert not [c for c in lists if c["error_code"]]
+    assert len(test_warehouse.query("SELECT * FROM partner_relationships_remote")) == 250
