@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.partner_central.api_errors import ApiError
-from include.partner_central.paced_call import send_paced
+from include.partner_central.paced_call import retry_logger, send_paced
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import describe, pma_id
 from include.partner_central.retry_policy import RetryPolicy
@@ -53,8 +53,7 @@ def create_relationship(
     def send() -> dict[str, Any]:
         return send_paced(client, "CreateRelationship", request, limiter)
 
-    def on_retry(error: ApiError, attempt: int, wait: float) -> None:
-        logger.warning("CreateRelationship %s: attempt %d failed (%s); retrying in %.1fs", name, attempt, error, wait)
+    on_retry = retry_logger(logger, "CreateRelationship", name)
 
     attempts = 0
 

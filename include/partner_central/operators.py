@@ -64,14 +64,12 @@ class _PacedWriteOperator(AwsBaseOperator[PartnerCentralChannelHook]):
         self.max_attempts = max_attempts
         self.max_retry_seconds = max_retry_seconds
 
-    def request(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def call(self, method: Callable[..., Any]) -> dict[str, Any]:
-        """Send this operator's request through one hook method, paced and retried; its result as a dict."""
+    def call(self, method: Callable[..., Any], request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Send the request the operator builds (`request`, rendered fields) through one hook method, paced and
+        retried; its result as a dict."""
         try:
             result = method(
-                self.request(),
+                request(),
                 limiter=AdaptiveRateLimiter(self.rate_per_second),
                 policy=RetryPolicy(max_attempts=self.max_attempts, max_seconds=self.max_retry_seconds),
                 logger=self.log,
@@ -149,7 +147,7 @@ class CreateRelationshipOperator(_PacedWriteOperator):
         return build_create_request(**fields)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        return self.call(self.hook.create_relationship)
+        return self.call(self.hook.create_relationship, self.request)
 
 
 class UpdateRelationshipOperator(_PacedWriteOperator):
@@ -212,7 +210,7 @@ class UpdateRelationshipOperator(_PacedWriteOperator):
         return {name: value for name, value in fields.items() if value is not None}
 
     def execute(self, context: Any) -> dict[str, Any]:
-        return self.call(self.hook.update_relationship)
+        return self.call(self.hook.update_relationship, self.request)
 
 
 class DeleteRelationshipOperator(_PacedWriteOperator):
@@ -262,4 +260,4 @@ class DeleteRelationshipOperator(_PacedWriteOperator):
         return request
 
     def execute(self, context: Any) -> dict[str, Any]:
-        return self.call(self.hook.delete_relationship)
+        return self.call(self.hook.delete_relationship, self.request)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from include.partner_central.api_errors import classify, is_api_failure
+from include.partner_central.api_errors import ApiError, classify, is_api_failure
 from include.partner_central.rate_limit import RateLimiter, Unpaced
 from include.partner_central.retry_policy import RetryPolicy
 from include.partner_central.service_model import snake_case
@@ -26,6 +27,17 @@ def paced(client: Any, limiter: RateLimiter, operation: str) -> Iterator[None]:
         yield
     finally:
         client.meta.events.unregister(event, wait_for_slot)
+
+
+def retry_logger(
+    logger: logging.Logger | logging.LoggerAdapter, operation: str, name: str
+) -> Callable[[ApiError, int, float], None]:
+    """What each write path logs before a retry (RetryPolicy.call's on_retry)."""
+
+    def on_retry(error: ApiError, attempt: int, wait: float) -> None:
+        logger.warning("%s %s: attempt %d failed (%s); retrying in %.1fs", operation, name, attempt, error, wait)
+
+    return on_retry
 
 
 def send_paced(client: Any, operation: str, request: Mapping[str, Any], limiter: RateLimiter) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.partner_central.api_errors import ApiError
-from include.partner_central.paced_call import send_paced
+from include.partner_central.paced_call import retry_logger, send_paced
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import TOKEN_PREFIX
 from include.partner_central.retry_policy import RetryPolicy
@@ -78,8 +78,7 @@ def update_relationship(
     rid = relationship_id_of(request["identifier"])
     attempts = _Attempts(client, "UpdateRelationship", limiter)
 
-    def on_retry(error: ApiError, attempt: int, wait: float) -> None:
-        logger.warning("UpdateRelationship %s: attempt %d failed (%s); retrying in %.1fs", rid, attempt, error, wait)
+    on_retry = retry_logger(logger, "UpdateRelationship", rid)
 
     def send(body: Mapping[str, Any]) -> dict[str, Any]:
         return policy.call(lambda: attempts.send(body), on_retry)["relationshipDetail"]
@@ -126,8 +125,7 @@ def delete_relationship(
     body = {**request, "clientToken": request.get("clientToken") or delete_token_for(rid)}
     attempts = _Attempts(client, "DeleteRelationship", limiter)
 
-    def on_retry(error: ApiError, attempt: int, wait: float) -> None:
-        logger.warning("DeleteRelationship %s: attempt %d failed (%s); retrying in %.1fs", rid, attempt, error, wait)
+    on_retry = retry_logger(logger, "DeleteRelationship", rid)
 
     try:
         policy.call(lambda: attempts.send(body), on_retry)

@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 # The most items a List call returns per page (the model's maxResults maximum for both listings).
 PAGE_SIZE = 100
 # The request members a listed relationship shows back, compared with what the candidate's row would send.
-COMPARED_FIELDS = ("catalog", "programManagementAccountIdentifier", "associatedAccountId", "associationType")
-COMPARED_FIELDS += ("displayName", "sector")
+COMPARED_FIELDS = (
+    "catalog",
+    "programManagementAccountIdentifier",
+    "associatedAccountId",
+    "associationType",
+    "displayName",
+    "sector",
+)
 
 
 def list_remote(
