@@ -1,10 +1,11 @@
 """The warehouse side at scale: a million candidates (a few percent bad) selected, checked and staged by the sync's
 first step, on PostgreSQL, MariaDB and SQLite, each measured in a fresh process for its time and peak memory. Then the
 steady state: the same million converged (every staged row recorded as created), 1% of them changed since (half
-renamed after creation, half rejected rows fixed in the feed), and the next run's selection and checks measured.
+renamed after creation, half rejected rows fixed in the feed), and the next run's selection and checks measured, in
+mode create and then in mode upsert (the renamed rows planned as updates against the requests applied).
 
-python -m bench.warehouse_scale measure postgres|mariadb|sqlite TARGET RUN_ID   (TARGET: a database name, or a SQLite
-file)
+python -m bench.warehouse_scale measure postgres|mariadb|sqlite TARGET RUN_ID create|upsert   (TARGET: a database
+name, or a SQLite file)
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def converge_and_change(kind: str, target: str, cold_run_id: str) -> float:
         "updated_at": db.db_time(),
         "candidate_updated_at": staging.c.candidate_updated_at,
         "fingerprint": staging.c.fingerprint,
+        "request_json": staging.c.request_json,  # the request applied: what an upsert compares the row with
     }
     statements = [
         sa.insert(outcomes).from_select(
@@ -247,10 +249,10 @@ def converge_and_change(kind: str, target: str, cold_run_id: str) -> float:
     return time.perf_counter() - start
 
 
-def measure(kind: str, target: str, run_id: str = "bench-1m") -> dict[str, Any]:
-    """Run the sync's first step (select, check, record rejections, stage, plan batches) in a fresh process."""
+def measure(kind: str, target: str, run_id: str = "bench-1m", mode: str = "create") -> dict[str, Any]:
+    """Run the sync's first step (select, check, record rejections, plan, stage, plan batches) in a fresh process."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.warehouse_scale", "measure", kind, target, run_id],
+        [sys.executable, "-m", "bench.warehouse_scale", "measure", kind, target, run_id, mode],
         capture_output=True,
         text=True,
         check=False,
@@ -260,7 +262,7 @@ def measure(kind: str, target: str, run_id: str = "bench-1m") -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _measure_here(kind: str, target: str, run_id: str) -> dict[str, Any]:
+def _measure_here(kind: str, target: str, run_id: str, mode: str) -> dict[str, Any]:
     from include.sync import steps
     from include.sync.quality import CandidateChecks  # imported before the clock starts: a one-off cost
     from include.sync.settings import SyncSettings
@@ -268,7 +270,9 @@ def _measure_here(kind: str, target: str, run_id: str) -> dict[str, Any]:
 
     del CandidateChecks
     warehouse = Warehouse(sa.create_engine(KINDS[kind].url(target)), SyncSettings().tables)
-    run = steps.RunRequest(dag_run_id=run_id, interval=(DAY, DAY + dt.timedelta(days=1)), max_reject_ratio=1.0)
+    run = steps.RunRequest(
+        dag_run_id=run_id, interval=(DAY, DAY + dt.timedelta(days=1)), max_reject_ratio=1.0, mode=mode
+    )
     start = time.perf_counter()
     batches = steps.prepare(warehouse, SyncSettings(), run)
     seconds = time.perf_counter() - start
@@ -284,11 +288,12 @@ def _measure_here(kind: str, target: str, run_id: str) -> dict[str, Any]:
         "skipped_done": row.get("skipped_done"),
         "changed_after_done": row.get("changed_after_done"),
         "phases": json.loads(row.get("phase_seconds") or "{}"),
+        "plan": json.loads(row.get("quality_summary") or "{}").get("plan", {}),
     }
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["measure"]:
-        print(json.dumps(_measure_here(sys.argv[2], sys.argv[3], sys.argv[4]), default=str))
+        print(json.dumps(_measure_here(*sys.argv[2:6]), default=str))
     else:
         sys.exit(__doc__)

@@ -68,6 +68,14 @@ SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
             title="Limit",
             description="At most this many candidates taken by the run (in candidate_id order). Empty: no limit.",
         ),
+        "mode": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "create", "upsert"],
+            title="Mode",
+            description="Narrow what this run may do to relationships: create (only create), upsert (also update "
+            "changed display names, support plans and tags). Empty: the setting partner_sync_mode.",
+        ),
         "max_reject_ratio": Param(
             0.2,
             type="number",

@@ -3,16 +3,16 @@ table's columns (from the installed botocore model, where the API defines them),
 
 from __future__ import annotations
 
-from include.partner_central.service_model import create_request_fields, snake_case
+from include.partner_central.service_model import create_request_fields, snake_case, update_request_fields
 
 # -- statuses --------------------------------------------------------------------------------------------------------
 # What a create call ends in: a new relationship, or the one an earlier call (same client token) already made.
 CREATED = "created"
 ALREADY_EXISTS = "already_exists"
 # A candidate's outcome besides those. `claimed` (current state only): its call is under way in the named DAG run;
-# `pending` (current state only): its call was stopped by an account-level error (credentials, access, clock,
-# endpoint, throttling) and the next run sends it; `dead_letter`: it failed in `retry_budget` runs; `skipped`
-# (history only): another run had claimed or finished it first.
+# `pending`: its call was stopped by an account-level error (credentials, access, clock, endpoint, throttling), or
+# its PMA cannot take a create now (not ACTIVE, at its quota), and the next run sends it; `dead_letter`: it failed
+# in `retry_budget` runs; `skipped` (history only): another run had claimed or finished it first.
 REJECTED = "rejected"
 FAILED = "failed"
 DEAD_LETTER = "dead_letter"
@@ -20,14 +20,30 @@ DRY_RUN = "dry_run"
 CLAIMED = "claimed"
 PENDING = "pending"
 SKIPPED = "skipped"
-# A done state is never overwritten, and never sent again.
-DONE = (CREATED, ALREADY_EXISTS)
 # What an update or a delete ends in: the change made by this call, or found already made (a lost response's retry,
 # another caller's change with the same result, a relationship already gone).
 UPDATED = "updated"
 ALREADY_UPDATED = "already_updated"
 DELETED = "deleted"
 ALREADY_DELETED = "already_deleted"
+# A candidate whose relationship exists but whose row now names another relationship (a field the API cannot update
+# in place changed): reported with the fields that differ, never re-created silently.
+NEEDS_RECREATE = "needs_recreate"
+# The candidate has its relationship: a done state is never overwritten by a failure, a rejection or a stale run,
+# and never created again. Only an upsert (a later change of the row) moves it from one done state to another.
+DONE = (CREATED, ALREADY_EXISTS, UPDATED, ALREADY_UPDATED, NEEDS_RECREATE)
+
+# -- sync modes and plan actions --------------------------------------------------------------------------------------
+# create: relationships are only created (a row changed after its creation is reported); upsert: also updated to the
+# row's display name, support plan and tags. Each mode does everything the ones before it do: a run may narrow the
+# configured mode, never widen it. (mirror, which also deletes, is not built yet: issue 11.)
+MODE_CREATE, MODE_UPSERT = "create", "upsert"
+SYNC_MODES = (MODE_CREATE, MODE_UPSERT)
+# What a run's plan does with each candidate it takes.
+ACTION_CREATE, ACTION_UPDATE, ACTION_TAG = "create", "update", "tag"
+ACTION_NO_CHANGE = "no_change"
+# `pending`: a create its PMA cannot take now (not ACTIVE, or at its quota of relationships), planned again next run.
+PLAN_ACTIONS = (ACTION_CREATE, ACTION_UPDATE, ACTION_TAG, ACTION_NO_CHANGE, NEEDS_RECREATE, PENDING, REJECTED)
 
 # -- drift: how what AWS holds differs from the warehouse (the reconcile DAG) ----------------------------------------
 # A relationship of the account that no candidate's outcome names (made in the console, or by another tool).
@@ -54,6 +70,16 @@ COLUMN_FIELDS = {
 }
 # The candidates table, as the sync reads it.
 CANDIDATE_COLUMNS = ("candidate_id", *COLUMN_FIELDS, *JSON_COLUMNS, "updated_at")
+# What UpdateRelationship changes in place (its model's members besides those that name the relationship).
+UPDATABLE_FIELDS = tuple(
+    name
+    for name in update_request_fields()
+    if name not in ("catalog", "identifier", "programManagementAccountIdentifier", "revision")
+)
+# A change of any other field a candidate sends names another relationship: it needs a new one.
+RECREATE_FIELDS = tuple(
+    field for field in REQUEST_FIELDS if field not in (*NOT_FROM_A_COLUMN, *UPDATABLE_FIELDS, "tags")
+)
 
 # -- a run's counts, in the order a reader follows a run -------------------------------------------------------------
 RUN_COUNT_COLUMNS = (
@@ -65,6 +91,10 @@ RUN_COUNT_COLUMNS = (
     "staged",
     CREATED,
     ALREADY_EXISTS,
+    UPDATED,
+    ALREADY_UPDATED,
+    NEEDS_RECREATE,
+    PENDING,
     "failed_retryable",
     "failed_permanent",
     DEAD_LETTER,

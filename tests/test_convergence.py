@@ -601,13 +601,24 @@ def test_claims_are_judged_by_the_warehouse_clock(test_warehouse, monkeypatch):
 
 
 # -- 7. hygiene -----------------------------------------------------------------------------------------------------
-def test_a_finished_run_leaves_no_staging_and_history_keeps_requests_only_for_dry_runs(test_warehouse, emulator):
+def test_a_finished_run_leaves_no_staging_and_the_requests_sent_are_kept(test_warehouse, emulator):
     test_warehouse.seed(sample_candidates(DAY, good=3)[:3])
     run_sync(test_warehouse, request("dry", dry_run=True))
     run_sync(test_warehouse, request("real"))
     assert test_warehouse.state.query("SELECT * FROM partner_relationship_staging") == []
-    history = test_warehouse.query("SELECT dag_run_id, request_json FROM partner_relationship_attempts")
-    assert {r["dag_run_id"] for r in history if r["request_json"]} == {"dry"}
+    # The history keeps each request sent (or, in a dry run, that would be); the current state the one applied.
+    history = test_warehouse.query("SELECT dag_run_id, status, request_json FROM partner_relationship_attempts")
+    assert {(r["dag_run_id"], r["status"]) for r in history if r["request_json"]} == {
+        ("dry", "dry_run"),
+        ("real", "created"),
+    }
+    sent = {
+        r["relationship_id"]: json.loads(r["request_json"])
+        for r in test_warehouse.query("SELECT relationship_id, request_json FROM partner_relationship_outcomes")
+    }
+    assert {rid: request["displayName"] for rid, request in sent.items()} == {
+        r["id"]: r["displayName"] for r in emulator.emulator.relationship_list()
+    }
 
 
 def test_history_older_than_the_retention_is_pruned(test_warehouse, emulator):

@@ -9,12 +9,14 @@ import json
 import pytest
 
 from dev.demo_data import PMA
+from dev.emulator.service import account_id_for
 from include.partner_central.api_errors import ApiError
 from include.partner_central.hooks import PartnerCentralChannelHook
 from include.partner_central.relationship_request import build_create_request
 from include.sync import reconcile as reconciling
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.vocabulary import FIELDS_DIFFER, MISSING_REMOTE, REMOTE_WITHOUT_CANDIDATE
+from tests.conftest import ACCESS_KEY
 from tests.factories import relationship_fields
 from tests.test_convergence import creates, outcome_rows, run_sync
 from tests.test_sync_steps import SETTINGS, one, request
@@ -138,6 +140,7 @@ def test_a_listing_that_fails_writes_nothing_and_names_the_fix(test_warehouse, e
 
 def test_a_long_listing_pages_at_the_read_rate_without_a_throttle(test_warehouse, emulator, raw_client):
     test_warehouse.seed([one("c1", NOW, "000000000001")])
+    emulator.emulator.configure({"create_rate": 10_000})  # the setup's unpaced creates
     for n in range(2, 252):
         raw_client.create_relationship(
             **build_create_request(
@@ -155,3 +158,50 @@ def test_a_long_listing_pages_at_the_read_rate_without_a_throttle(test_warehouse
     assert not [c["error_code"] for c in lists if c["error_code"]]
     assert len(lists) == 3 + 1  # 250 relationships in pages of 100, and one page of PMAs
     assert len(test_warehouse.query("SELECT * FROM partner_relationships_remote")) == 250
+
+
+# -- the sync refuses what a PMA cannot take, before any call -------------------------------------------------------
+def set_pma_status(emulator, status: str) -> None:
+    emulator.emulator.set_program_management_account(account_id_for(ACCESS_KEY), PMA, status=status)
+
+
+def test_creates_against_a_pma_that_is_not_active_are_left_pending_without_a_call(test_warehouse, emulator):
+    three_created(test_warehouse)
+    set_pma_status(emulator, "INACTIVE")
+    reconcile(test_warehouse)
+    test_warehouse.seed([one("c4", NOW, "000000000004")])
+    before = len(creates(emulator))
+
+    run = run_sync(test_warehouse, request("sync-2"))
+
+    assert len(creates(emulator)) == before
+    held = outcome_rows(test_warehouse)["c4"]
+    assert (held["status"], held["error_code"]) == ("pending", "ProgramManagementAccountNotActive")
+    assert f"{PMA} is INACTIVE" in held["error_message"] and "reconcile-1" in held["error_message"]
+    assert run["pending"] == 1 and "1 candidate(s) were not sent and are pending" in run["failed"]
+
+    # Active again, and listed so: the next run sends it.
+    set_pma_status(emulator, "ACTIVE")
+    reconcile(test_warehouse, "reconcile-2")
+    again = run_sync(test_warehouse, request("sync-3"))
+    assert (again["created"], again["failed"]) == (1, None)
+    assert outcome_rows(test_warehouse)["c4"]["status"] == "created"
+
+
+def test_creates_past_a_pmas_quota_are_left_pending_counting_the_creates_since_the_listing(test_warehouse, emulator):
+    three_created(test_warehouse)
+    reconcile(test_warehouse)  # the PMA holds 3
+    test_warehouse.seed([one(f"c{n}", NOW, f"00000000000{n}") for n in (4, 5, 6)])
+    quota_of_5 = dataclasses.replace(SETTINGS, relationships_per_pma=5)
+    before = len(creates(emulator))
+
+    first = run_sync(test_warehouse, request("sync-2", candidate_ids=("c4",)), quota_of_5)
+    second = run_sync(test_warehouse, request("sync-3"), quota_of_5)
+
+    assert first["created"] == 1
+    assert (second["created"], second["pending"]) == (1, 1)
+    assert len(creates(emulator)) == before + 2
+    held = outcome_rows(test_warehouse)["c6"]
+    assert held["error_code"] == "ProgramManagementAccountFull"
+    assert "holds 5 relationships, its quota of 5" in held["error_message"]
+    assert json.loads(second["quality_summary"])["plan"] == {"create": 1, "pending": 1}

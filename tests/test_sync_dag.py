@@ -236,3 +236,34 @@ def test_the_reconcile_dag_finds_a_console_delete_and_the_next_sync_creates_it_a
     again = outcomes(test_warehouse)[gone["candidate_id"]]
     assert again["status"] == "created" and again["relationship_id"] != gone["relationship_id"]
     assert len(emulator.emulator.relationship_list()) == GOOD
+
+
+def test_upsert_from_the_setting_updates_a_renamed_candidate_and_a_run_may_not_widen_the_mode(
+    sync_dag, test_warehouse, emulator, monkeypatch
+):
+    test_warehouse.seed(sample_candidates(DAY))
+    assert run(sync_dag).state == "success"
+    renamed = "cand-0002"
+    test_warehouse.execute(
+        "UPDATE partner_relationship_candidates SET display_name = ? WHERE candidate_id = ?", ["Renamed", renamed]
+    )
+
+    # The setting says create: a run that asks for upsert is refused, and nothing is sent.
+    refused = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=1), mode="upsert")
+    assert refused.state == "failed"
+    assert [c for c in emulator.emulator.call_log() if c["operation"] == "UpdateRelationship"] == []
+
+    monkeypatch.setenv("PARTNER_SYNC_MODE", "upsert")
+    narrowed = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=2), mode="create")
+    assert narrowed.state == "success"
+    assert [c for c in emulator.emulator.call_log() if c["operation"] == "UpdateRelationship"] == []
+
+    upsert = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=3), mode=None)  # the setting's
+    assert upsert.state == "success"
+    updates = [c for c in emulator.emulator.call_log() if c["operation"] == "UpdateRelationship"]
+    assert len(updates) == 1
+    relationship = outcomes(test_warehouse)[renamed]
+    assert relationship["status"] == "updated"
+    shown = {r["id"]: r["displayName"] for r in emulator.emulator.relationship_list()}
+    assert shown[relationship["relationship_id"]] == "Renamed"
+    assert len(creates(emulator)) == GOOD

@@ -21,12 +21,10 @@ from include.partner_central.paced_call import retry_logger, send_paced
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import TOKEN_PREFIX
 from include.partner_central.retry_policy import RetryPolicy
-from include.vocabulary import ALREADY_DELETED, ALREADY_UPDATED, DELETED, UPDATED
+from include.vocabulary import ALREADY_DELETED, ALREADY_UPDATED, DELETED, UPDATABLE_FIELDS, UPDATED
 
 log = logging.getLogger(__name__)
 DEFAULT_POLICY = RetryPolicy()
-# What UpdateRelationship changes in place (the model's other members name the relationship and its revision).
-UPDATABLE_FIELDS = ("displayName", "requestedSupportPlan")
 # Of those, what GetRelationship shows back: how a re-read tells whether an update is already there.
 READABLE_FIELDS = ("displayName",)
 

@@ -52,6 +52,11 @@ def create_request_fields() -> list[str]:
     return list(input_shape().members)
 
 
+def update_request_fields() -> list[str]:
+    """Request members of UpdateRelationship in model order."""
+    return list(input_shape("UpdateRelationship").members)
+
+
 def required_create_fields() -> list[str]:
     return list(input_shape().required_members)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from include.partner_central.retry_policy import RetryPolicy
 from include.sync.dialect import identifier
+from include.vocabulary import MODE_CREATE, SYNC_MODES
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class SyncSettings:
     # MySQL/MariaDB); an analytical warehouse (Snowflake) needs one.
     state_conn_id: str = "partner_sync_state"
     aws_conn_id: str = "aws_default"
+    # create (the default), upsert or mirror: what the sync may do to a relationship (include.vocabulary.SYNC_MODES).
+    mode: str = MODE_CREATE
     # CreateRelationship calls per second for the AWS account, shared by every run, slot and backfill.
     rate_per_second: float = 3.0
     batch_size: int = 50
@@ -69,6 +72,8 @@ class SyncSettings:
     tables: Tables = Tables()
 
     def __post_init__(self) -> None:
+        if self.mode not in SYNC_MODES:
+            raise ValueError(f"partner_sync_mode must be one of {', '.join(SYNC_MODES)}, got {self.mode!r}")
         for name in ("rate_per_second", "read_rate_per_second"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

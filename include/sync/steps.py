@@ -28,21 +28,31 @@ from typing import TYPE_CHECKING, Any
 
 from include.partner_central.api_errors import AccountLevelError, ApiError, stop_if_account_level
 from include.partner_central.rate_limit import RateLimiter
+from include.partner_central.relationship_request import pma_id
 from include.partner_central.retry_policy import RetryPolicy
 from include.sync import candidates as cand
+from include.sync import plan as planning
 from include.sync.settings import SyncSettings
 from include.sync.warehouse import Outcome, Warehouse, candidate_table_ddl
 from include.vocabulary import (
+    ACTION_CREATE,
+    ACTION_NO_CHANGE,
+    ALREADY_UPDATED,
     CANDIDATE_COLUMNS,
     CLAIMED,
     DEAD_LETTER,
     DONE,
     DRY_RUN,
     FAILED,
+    MODE_CREATE,
+    NEEDS_RECREATE,
     PENDING,
+    PLAN_ACTIONS,
     REJECTED,
     RUN_COUNT_COLUMNS,
     SKIPPED,
+    UPDATABLE_FIELDS,
+    UPDATED,
 )
 
 if TYPE_CHECKING:  # the sync stays plain Python: Airflow is imported by the task that builds the hook
@@ -74,6 +84,13 @@ class RunRequest:
     # A backfill: its interval's rejected, failed and dead-lettered candidates are evaluated again (so is a cleared
     # run's, which prepare recognises by its run row).
     backfill: bool = False
+    # What the run may do to relationships (include.vocabulary.SYNC_MODES): the setting, or narrower.
+    mode: str = MODE_CREATE
+
+    @property
+    def updates(self) -> bool:
+        """Whether a changed row of a candidate that has its relationship is brought to it (upsert, mirror)."""
+        return self.mode != MODE_CREATE
 
     def in_interval(self, moment: dt.datetime | None) -> bool:
         return self.interval is not None and moment is not None and self.interval[0] <= moment < self.interval[1]
@@ -198,9 +215,11 @@ class Triage:
             or (self.reevaluate_interval and self.run.in_interval(cand.parse_timestamp(raw["updated_at"])[0]))
         ):
             why = REEVALUATE
-        if why in (CONVERGED, CHANGED_AFTER_DONE):
+        if why == CONVERGED or (why == CHANGED_AFTER_DONE and not self.run.updates):
             self._count_done(key, why)
             return None
+        if why == CHANGED_AFTER_DONE:
+            self.changed_after_done.append(key)
         if why in (IN_FLIGHT, SETTLED):
             self.counts[why] += 1
             return None
@@ -229,7 +248,10 @@ class Triage:
         if quick is None:
             return False
         prior = {"status": raw["prior_status"], "fingerprint": raw["prior_fingerprint"]}
-        self._count_done(key, why_taken(prior, quick, stale_before=self.stale_before))
+        why = why_taken(prior, quick, stale_before=self.stale_before)
+        if why == CHANGED_AFTER_DONE and self.run.updates:
+            return False  # taken: the full path builds its row
+        self._count_done(key, why)
         return True
 
     def _count_done(self, key: str, why: str) -> None:
@@ -252,6 +274,9 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     checks = CandidateChecks()
     counts = triage.counts
     staged = 0
+    plan: Counter = Counter()  # the plan's actions
+    without_call: list[Outcome] = []  # recreates to report, rows that already match, creates a PMA refuses
+    accounts = _program_management_accounts(warehouse, settings)
     # Checked in batches of chunk_rows taken rows, not per chunk read: on a converged feed a chunk takes a handful.
     for taken in _batched(triage.taken(timer), settings.chunk_rows):
         with timer.phase("quality"):
@@ -263,6 +288,7 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
                 result.reasons[row["candidate_id"]] = triage.type_problems[row["candidate_id"]]
                 result.rule_failures[cand.DUPLICATE_ID_RULE] += 1
             counts["rejected"] += len(result.reasons)
+            plan[REJECTED] += len(result.reasons)
             counts["first_check"] += sum(row["first_check"] for row in (*taken, *duplicated))
             counts["first_check_rejected"] += sum(
                 row["first_check"] for row in (*taken, *duplicated) if row["candidate_id"] in result.reasons
@@ -279,10 +305,28 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
             warehouse.record_many(run.dag_run_id, rejected, current_state=False)
         with timer.phase("stage"):
             rows = []
-            for row in taken:
-                if row["candidate_id"] in result.reasons:
-                    continue
+            valid = [row for row in taken if row["candidate_id"] not in result.reasons]
+            applied = warehouse.applied([row["candidate_id"] for row in valid if row["why"] == CHANGED_AFTER_DONE])
+            for row in valid:
                 request = cand.request_for(row)
+                change = applied.get(row["candidate_id"]) if row["why"] == CHANGED_AFTER_DONE else None
+                if change is None:
+                    refusal = accounts.refusal(pma_id(request["programManagementAccountIdentifier"]))
+                    if refusal is not None:
+                        plan[PENDING] += 1
+                        without_call.append(_refused(row, request, *refusal))
+                        continue
+                    action, differences, relationship = ACTION_CREATE, None, (None, None)
+                    plan[ACTION_CREATE] += 1
+                else:
+                    before = json.loads(change["request_json"]) if change["request_json"] else None
+                    action, differences = planning.plan_change(before, request)
+                    plan[action] += 1
+                    if action in (NEEDS_RECREATE, ACTION_NO_CHANGE):
+                        without_call.append(_settled_change(row, change, action, differences, request))
+                        continue
+                    relationship = (change["relationship_id"], change["relationship_arn"])
+                    request["clientToken"] = change["client_token"]  # the relationship's own identity
                 rows.append(
                     (
                         row["candidate_id"],
@@ -292,6 +336,9 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
                         _text_time(row["updated_at"]),
                         row["fingerprint"],
                         row["prior_failed_runs"],
+                        action,
+                        *relationship,
+                        None if differences is None else json.dumps(differences, sort_keys=True),
                     )
                 )
                 staged += 1
@@ -317,6 +364,8 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         "rows_without_candidate_id": without_id,
         "duplicated_candidate_ids": len(duplicate_ids),
         "in_flight_elsewhere": counts[IN_FLIGHT],
+        "mode": run.mode,
+        "plan": {action: plan[action] for action in PLAN_ACTIONS if plan[action]},
     }
     run_values: dict[str, Any] = {
         "selected": counts["selected"],
@@ -342,10 +391,10 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
             warehouse.tables.candidates,
             _some(sorted(duplicate_ids)),
         )
-    if changed_after_done:
+    if changed_after_done and not run.updates:
         log.warning(
-            "%d candidate(s) changed after their relationship was created; updating relationships is out of scope, "
-            "so they are not sent again: %s",
+            "%d candidate(s) changed after their relationship was created; in mode create they are not sent again "
+            "(partner_sync_mode upsert updates them): %s",
             len(changed_after_done),
             _some(changed_after_done),
         )
@@ -359,13 +408,24 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         )
     if not run.dry_run:
         warehouse.promote_rejections(run.dag_run_id)
+    # What the plan settles with no call: recorded.
+    warehouse.record_many(run.dag_run_id, without_call, current_state=not run.dry_run)
+    recreate = [outcome.candidate_id for outcome in without_call if outcome.status == NEEDS_RECREATE]
+    if recreate:
+        log.warning(
+            "%d candidate(s) now name another relationship than the one they have (a field the API cannot update "
+            "changed; see error_message in %s): nothing is done to them: %s",
+            len(recreate),
+            warehouse.tables.outcomes,
+            _some(recreate),
+        )
     if counts["rejected"]:
         log.info(summary(failures, counts["rejected"], counts["selected"]))
     batches = plan_batches(staged, settings.batch_size, settings.max_batches)
     warehouse.update_run(run.dag_run_id, **run_values, staged_at=warehouse.db_now())
     log.info(
         "Took %d candidate(s) (%s; %d updated in the interval %s), rejected %d, staged %d in %d batch(es); "
-        "%d already done. Phases (s): %s",
+        "%d already done. Mode %s, plan: %s. Phases (s): %s",
         counts["selected"],
         ", ".join(f"{n} {why}" for why, n in quality["why_taken"].items()) or "none",
         counts["in_interval"],
@@ -374,6 +434,8 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         staged,
         len(batches),
         counts["skipped_done"],
+        run.mode,
+        quality["plan"] or "nothing to do",
         timer.rounded(),
     )
     write_back(warehouse)
@@ -416,12 +478,70 @@ def _rejection(row: dict[str, Any], reasons: list[str]) -> Outcome:
     )
 
 
+def _program_management_accounts(warehouse: Warehouse, settings: SyncSettings) -> planning.ProgramManagementAccounts:
+    """The PMAs as the last reconcile saw them, with the relationships the sync created since."""
+    listed = warehouse.listed_program_management_accounts()
+    since = min((account["listed_at"] for account in listed.values()), default=None)
+    created = warehouse.created_per_pma(since) if since is not None else {}
+    return planning.ProgramManagementAccounts(listed, created, settings.relationships_per_pma)
+
+
+def _refused(row: dict[str, Any], request: dict[str, Any], code: str, message: str) -> Outcome:
+    """A create its PMA cannot take now (not ACTIVE, or at its quota): nobody's data error, so pending, not
+    rejected; the next run plans it again."""
+    return Outcome(
+        candidate_id=row["candidate_id"],
+        status=PENDING,
+        client_token=request["clientToken"],
+        error_code=code,
+        error_message=message,
+        retryable=True,
+        candidate_updated_at=_text_time(row["updated_at"]),
+        fingerprint=row["fingerprint"],
+    )
+
+
+def _settled_change(
+    row: dict[str, Any], change: dict[str, Any], action: str, differences: dict[str, Any], request: dict[str, Any]
+) -> Outcome:
+    """The outcome of a changed row whose plan needs no call: a recreate (reported; the relationship and the request
+    applied to it are kept), or a row that already matches its relationship."""
+    recreate = action == NEEDS_RECREATE
+    return Outcome(
+        candidate_id=row["candidate_id"],
+        status=NEEDS_RECREATE if recreate else ALREADY_UPDATED,
+        client_token=change["client_token"],
+        relationship_id=change["relationship_id"],
+        relationship_arn=change["relationship_arn"],
+        error_code="NeedsRecreate" if recreate else None,
+        error_message=(
+            "the row names another relationship than "
+            f"{change['relationship_id']}: {planning.describe(differences)} cannot be changed in place; delete the "
+            "relationship (mirror mode, or by hand) and the next run creates the new one, or restore the row"
+            if recreate
+            else None
+        ),
+        request_json=change["request_json"] if recreate else json.dumps(request),
+        candidate_updated_at=_text_time(row["updated_at"]),
+        fingerprint=row["fingerprint"],
+    )
+
+
 def _text_time(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
 def _some(ids: list[str], shown: int = 20) -> str:
     return ", ".join(ids[:shown]) + (f" ... ({len(ids) - shown} more)" if len(ids) > shown else "")
+
+
+@dataclass(frozen=True)
+class ChangeLimiters:
+    """The account's quotas a change of an existing relationship goes through: its writes (UpdateRelationship,
+    TagResource, UntagResource) and its reads (GetRelationship, ListTagsForResource)."""
+
+    write: RateLimiter
+    read: RateLimiter
 
 
 def create_batch(
@@ -432,6 +552,7 @@ def create_batch(
     hook: PartnerCentralChannelHook,
     limiter: RateLimiter,
     logger: logging.Logger | logging.LoggerAdapter = log,
+    changes: ChangeLimiters | None = None,
 ) -> Counter:
     """Send one batch. Each outcome is written when its call returns; rows this run already recorded are skipped,
     so a retried batch picks up where a killed one stopped. An account-level error stops the batch at once: the
@@ -444,7 +565,12 @@ def create_batch(
         rows = warehouse.batch(run.dag_run_id, batch.first, batch.end)
         for index, row in enumerate(rows):
             try:
-                outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
+                if run.dry_run:
+                    outcome = Outcome(status=DRY_RUN, request_json=row["request_json"], **_staged(row))
+                elif row["action"] == ACTION_CREATE:
+                    outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
+                else:
+                    outcome = _change(row, hook, changes or ChangeLimiters(limiter, limiter), policy, logger)
             except AccountLevelError as stop:
                 if not run.dry_run:
                     warehouse.leave_pending(run.dag_run_id, rows[index:], stop.error.code, str(stop))
@@ -471,6 +597,11 @@ def create_batch(
         write_back(warehouse)
 
 
+def _staged(row: dict[str, Any]) -> dict[str, Any]:
+    """What every outcome of a staged candidate carries."""
+    return {name: row[name] for name in ("candidate_id", "client_token", "candidate_updated_at", "fingerprint")}
+
+
 def _send(
     warehouse: Warehouse,
     settings: SyncSettings,
@@ -481,14 +612,7 @@ def _send(
     policy: RetryPolicy,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> Outcome:
-    base = {
-        "candidate_id": row["candidate_id"],
-        "client_token": row["client_token"],
-        "candidate_updated_at": row["candidate_updated_at"],
-        "fingerprint": row["fingerprint"],
-    }
-    if run.dry_run:
-        return Outcome(status=DRY_RUN, request_json=row["request_json"], **base)
+    base = _staged(row)
     if not warehouse.claim(run.dag_run_id, row["candidate_id"], row["client_token"], settings.claim_timeout_seconds):
         return Outcome(status=SKIPPED, error_message="done or claimed by another run", **base)
     try:
@@ -532,8 +656,71 @@ def _send(
         relationship_id=result.relationship_id,
         relationship_arn=result.relationship_arn,
         attempts=result.attempts,
+        request_json=row["request_json"],
         **base,
     )
+
+
+def _change(
+    row: dict[str, Any],
+    hook: PartnerCentralChannelHook,
+    limiters: ChangeLimiters,
+    policy: RetryPolicy,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> Outcome:
+    """Bring an existing relationship to the row: UpdateRelationship at its current revision (a conflict re-reads
+    and sends once more), then its tags. No claim: an update carries the revision it read, so a second sender of the
+    same change meets a conflict and finds it made. A candidate's own error is its outcome (history only: the
+    relationship and its recorded state stay as they were, and the next run tries again)."""
+    desired, differences = json.loads(row["request_json"]), json.loads(row["differences"] or "{}")
+    rid, arn = row["relationship_id"], row["relationship_arn"]
+    base = {**_staged(row), "relationship_id": rid, "relationship_arn": arn}
+    names = {
+        "catalog": desired["catalog"],
+        "programManagementAccountIdentifier": desired["programManagementAccountIdentifier"],
+        "identifier": rid,
+    }
+    status, attempts = ALREADY_UPDATED, 0
+    try:
+        update = {f: desired[f] for f in UPDATABLE_FIELDS if f in differences and desired.get(f) is not None}
+        if update:
+            limiters.read.acquire()
+            current = policy.call(
+                lambda: hook.get_relationship(
+                    catalog=names["catalog"],
+                    program_management_account_identifier=names["programManagementAccountIdentifier"],
+                    identifier=rid,
+                )
+            )
+            request = {**names, "revision": current["revision"], **update}
+            result = hook.update_relationship(request, limiter=limiters.write, policy=policy, logger=logger)
+            status, attempts = result.status, result.attempts
+        if "tags" in differences:
+            before = differences["tags"]["from"]
+            if before is None:  # the tags last applied are not known: what the relationship shows
+                limiters.read.acquire()
+                before = hook.list_tags_for_resource(arn, policy=policy)
+            to_set, to_remove = planning.tag_changes(before, planning.tags_of(desired))
+            if to_set:
+                limiters.write.acquire()
+                hook.tag_resource(arn, to_set, policy=policy)
+            if to_remove:
+                limiters.write.acquire()
+                hook.untag_resource(arn, to_remove, policy=policy)
+            if to_set or to_remove:
+                status, attempts = UPDATED, attempts + bool(to_set) + bool(to_remove)
+    except ApiError as error:
+        stop_if_account_level(error)
+        logger.error("Changing relationship %s of candidate %s failed: %s", rid, row["candidate_id"], error)
+        return Outcome(
+            status=FAILED,
+            error_code=error.code,
+            error_message=error.message,
+            retryable=error.retryable,
+            attempts=attempts + error.attempts,
+            **base,
+        )
+    return Outcome(status=status, attempts=attempts, request_json=row["request_json"], **base)
 
 
 def finish(
@@ -559,6 +746,10 @@ def finish(
         stopped = warehouse.pending_reason(run.dag_run_id)
         cause = f": {stopped}" if stopped else " (see the create_relationships tasks' logs)"
         problems.append(f"{counts['unfinished']} staged candidate(s) were not sent; a batch stopped{cause}")
+    if counts[PENDING] and not run.dry_run:
+        problems.append(
+            f"{counts[PENDING]} candidate(s) were not sent and are pending: {warehouse.pending_reason(run.dag_run_id)}"
+        )
     if counts[DEAD_LETTER]:
         problems.append(
             f"{counts[DEAD_LETTER]} candidate(s) were dead-lettered after failing in too many runs: "

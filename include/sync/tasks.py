@@ -17,6 +17,7 @@ from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import reconcile as reconciling
 from include.sync import steps
 from include.sync.candidates import candidate_key
+from include.sync.plan import effective_mode
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CandidatesTableError, Warehouse
@@ -44,6 +45,11 @@ def engine_for(conn_id: str) -> sa.Engine:
     return hook.get_sqlalchemy_engine()
 
 
+def read_limiter_key(settings: SyncSettings) -> str:
+    """The shared schedule of the account's reads: every reconcile and every sync's look-ups share it."""
+    return f"aws:{settings.aws_conn_id}:read"
+
+
 def has_connection(conn_id: str) -> bool:
     try:
         BaseHook.get_connection(conn_id)
@@ -66,8 +72,13 @@ def open_warehouse(settings: SyncSettings) -> Iterator[Warehouse]:
             engine.dispose()
 
 
-def run_request(context: Any) -> steps.RunRequest:
+def run_request(context: Any, settings: SyncSettings) -> steps.RunRequest:
+    """The run's request from its context and trigger Params; a mode wider than the setting is refused."""
     params = context["params"]
+    try:
+        mode = effective_mode(settings.mode, params.get("mode"))
+    except ValueError as refused:
+        raise AirflowFailException(str(refused)) from None
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     return steps.RunRequest(
         dag_run_id=context["run_id"],
@@ -78,6 +89,7 @@ def run_request(context: Any) -> steps.RunRequest:
         limit=params.get("limit"),
         max_reject_ratio=float(params.get("max_reject_ratio", 0.2)),
         backfill=str(context["dag_run"].run_type).lower().endswith("backfill"),
+        mode=mode,
     )
 
 
@@ -87,7 +99,7 @@ def check_and_stage() -> list[dict[str, int]]:
     settings = sync_settings()
     with open_warehouse(settings) as warehouse:
         try:
-            batches = steps.prepare(warehouse, settings, run_request(context))
+            batches = steps.prepare(warehouse, settings, run_request(context, settings))
         except (steps.QualityGateError, CandidatesTableError) as stop:
             raise AirflowFailException(str(stop)) from None
     return [{"number": b.number, "first": b.first, "end": b.end} for b in batches]
@@ -103,8 +115,14 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
     hook.get_conn()  # the client (connection, credentials, endpoint) is built before any candidate is claimed
     with open_warehouse(settings) as warehouse:
         limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}", settings.rate_per_second)
+        changes = steps.ChangeLimiters(
+            write=WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:update", settings.rate_per_second),
+            read=WarehouseRateLimiter(warehouse, read_limiter_key(settings), settings.read_rate_per_second),
+        )
         try:
-            counts = steps.create_batch(warehouse, settings, run_request(context), this_batch, hook, limiter)
+            counts = steps.create_batch(
+                warehouse, settings, run_request(context, settings), this_batch, hook, limiter, changes=changes
+            )
         except AccountLevelError as stop:
             # Credentials, access and clocks need a person: no task retry. A network blip or throttling may pass.
             raise (AirflowException if stop.transient else AirflowFailException)(str(stop)) from None
@@ -118,7 +136,9 @@ def record_run() -> dict[str, Any]:
     settings = sync_settings()
     with open_warehouse(settings) as warehouse:
         try:
-            return steps.finish(warehouse, run_request(context), retention_days=settings.history_retention_days)
+            return steps.finish(
+                warehouse, run_request(context, settings), retention_days=settings.history_retention_days
+            )
         except steps.SyncRunFailed as failed:
             raise AirflowFailException(str(failed)) from None
 
@@ -132,7 +152,7 @@ def reconcile() -> dict[str, Any]:
     hook.get_conn()
     with open_warehouse(settings) as warehouse:
         warehouse.create_tables()
-        limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:read", settings.read_rate_per_second)
+        limiter = WarehouseRateLimiter(warehouse, read_limiter_key(settings), settings.read_rate_per_second)
         try:
             return reconciling.reconcile(warehouse, hook, settings, context["run_id"], limiter)
         except ApiError as error:

@@ -24,11 +24,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import tenacity
 
+from include.partner_central.relationship_request import pma_id
 from include.partner_central.service_model import service_model, snake_case
 from include.sync import dialect as db
 from include.sync.settings import Tables
 from include.vocabulary import (
-    ALREADY_EXISTS,
+    ACTION_CREATE,
     CLAIMED,
     CREATED,
     DEAD_LETTER,
@@ -65,6 +66,20 @@ ID = sa.String(255)
 # Past this many ids that may repeat, the duplicate check groups every row instead of those ids.
 MAX_SUSPECT_IDS = 5000
 RUN_ID = sa.String(250)
+# What a run stages for each candidate it will send, in the order stage() takes them.
+STAGED_COLUMNS = (
+    "candidate_id",
+    "seq",
+    "request_json",
+    "client_token",
+    "candidate_updated_at",
+    "fingerprint",
+    "prior_failed_runs",
+    "action",
+    "relationship_id",
+    "relationship_arn",
+    "differences",
+)
 
 
 def result_columns() -> list[sa.Column]:
@@ -83,6 +98,9 @@ def result_columns() -> list[sa.Column]:
         sa.Column("candidate_updated_at", sa.Text),
         sa.Column("fingerprint", sa.Text),
         sa.Column("failed_runs", sa.Integer, nullable=False, server_default="0"),
+        # The request sent (history), or last applied to the candidate's relationship (current state): what an
+        # upsert compares the row with.
+        sa.Column("request_json", sa.Text),
     ]
 
 
@@ -120,7 +138,6 @@ class Schema:
             "attempts",
             sa.Column("candidate_id", ID, nullable=False),
             *result_columns(),
-            sa.Column("request_json", sa.Text),
             sa.PrimaryKeyConstraint("dag_run_id", "candidate_id"),
         )
         self.runs = table(
@@ -146,6 +163,12 @@ class Schema:
             sa.Column("candidate_updated_at", sa.Text),
             sa.Column("fingerprint", sa.Text),
             sa.Column("prior_failed_runs", sa.Integer, nullable=False, server_default="0"),
+            # What the plan does with it (include.vocabulary.PLAN_ACTIONS), and for a change of an existing
+            # relationship: which one, and the fields that differ (JSON).
+            sa.Column("action", sa.String(32), nullable=False, server_default=ACTION_CREATE),
+            sa.Column("relationship_id", ID),
+            sa.Column("relationship_arn", sa.Text),
+            sa.Column("differences", sa.Text),
         )
         self.rate_limit = table(
             "rate_limit",
@@ -504,6 +527,21 @@ class Warehouse:
             found.update(dict(rows))
         return found
 
+    def applied(self, candidate_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The relationship each of these done candidates has, and the request last applied to it (None for one
+        created by an earlier version of the package): what an upsert compares their changed rows with."""
+        outcomes = self.schema.outcomes
+        found: dict[str, dict[str, Any]] = {}
+        columns = ("relationship_id", "relationship_arn", "client_token", "request_json", "status")
+        for condition in db.one_of(outcomes.c.candidate_id, candidate_ids, self.engine.dialect):
+            rows = self._dicts(
+                sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in columns)).where(
+                    condition, outcomes.c.status.in_(DONE)
+                )
+            )
+            found.update((row.pop("candidate_id"), row) for row in rows)
+        return found
+
     def relationship_holder(self, relationship_id: str, candidate_id: str) -> str | None:
         """The other candidate recorded with this relationship, if any."""
         outcomes = self.schema.outcomes
@@ -537,35 +575,18 @@ class Warehouse:
 
     @retry_transient
     def stage(self, dag_run_id: str, rows: Sequence[tuple]) -> None:
-        """rows: (candidate_id, seq, request_json, client_token, candidate_updated_at, fingerprint, prior_failed_runs);
-        seq numbers rows from 0."""
+        """rows: tuples of STAGED_COLUMNS' values; seq numbers rows from 0."""
         if not rows:
             return
-        names = (
-            "candidate_id",
-            "seq",
-            "request_json",
-            "client_token",
-            "candidate_updated_at",
-            "fingerprint",
-            "prior_failed_runs",
-        )
         values = [(dag_run_id, *row) for row in rows]
         with self.transaction() as connection:
-            db.bulk_insert(connection, self.schema.staging, ("dag_run_id", *names), values)
+            db.bulk_insert(connection, self.schema.staging, ("dag_run_id", *STAGED_COLUMNS), values)
 
     def batch(self, dag_run_id: str, first: int, end: int) -> list[dict[str, Any]]:
         """Staged rows first <= seq < end that this run has not recorded an outcome for yet."""
         staging, attempts = self.schema.staging, self.schema.attempts
         return self._dicts(
-            sa.select(
-                staging.c.candidate_id,
-                staging.c.request_json,
-                staging.c.client_token,
-                staging.c.candidate_updated_at,
-                staging.c.fingerprint,
-                staging.c.prior_failed_runs,
-            )
+            sa.select(*(staging.c[name] for name in STAGED_COLUMNS if name != "seq"))
             .select_from(staging.outerjoin(attempts, self._same_run_and_candidate(staging, attempts)))
             .where(
                 staging.c.dag_run_id == dag_run_id,
@@ -675,10 +696,7 @@ class Warehouse:
         with self.transaction() as connection:
             now = self.db_now()
             rows = [self._result_row(dag_run_id, outcome, now) for outcome in outcomes]
-            history = db.upsert(attempts, connection.dialect, [*RESULT_COLUMNS[1:], "request_json"])
-            connection.execute(
-                history, [{**row, "request_json": o.request_json} for row, o in zip(rows, outcomes, strict=True)]
-            )
+            connection.execute(db.upsert(attempts, connection.dialect, list(RESULT_COLUMNS[1:])), rows)
             if current_state:
                 # A created relationship is never overwritten by a later failure, rejection or stale run.
                 self._write_current(connection, [r for r in rows if r["status"] in DONE])
@@ -769,7 +787,7 @@ class Warehouse:
         """What this run's history holds, per status (failures split by retryable), plus staged rows left over."""
         attempts, staging = self.schema.attempts, self.schema.staging
         counts = dict.fromkeys(
-            (CREATED, ALREADY_EXISTS, REJECTED, DRY_RUN, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"),
+            (*DONE, REJECTED, PENDING, DRY_RUN, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"),
             0,
         )
         per_status = self._all(
@@ -830,6 +848,28 @@ class Warehouse:
                 outcomes.c.updated_at,
             ).where(outcomes.c.status.in_(DONE), outcomes.c.relationship_id.is_not(None))
         )
+
+    def listed_program_management_accounts(self) -> dict[str, dict[str, Any]]:
+        """The PMAs as the last reconcile listed them (none before its first run), by id."""
+        table = (self.copies if self.separate else self.schema).program_management_accounts
+        columns = ("id", "status", "relationship_count", "reconcile_run_id", "listed_at")
+        with self._source_reading() as connection:
+            rows = connection.execute(sa.select(*(table.c[name] for name in columns))).all()
+        return {row.id: dict(row._mapping) for row in rows}
+
+    def created_per_pma(self, since: dt.datetime) -> dict[str, int]:
+        """Relationships this package created since a moment, per PMA (from the request each create sent)."""
+        outcomes = self.schema.outcomes
+        found: dict[str, int] = {}
+        rows = self._all(
+            sa.select(outcomes.c.request_json).where(
+                outcomes.c.status == CREATED, outcomes.c.updated_at >= since, outcomes.c.request_json.is_not(None)
+            )
+        )
+        for (request_json,) in rows:
+            pma = pma_id(json.loads(request_json)["programManagementAccountIdentifier"])
+            found[pma] = found.get(pma, 0) + 1
+        return found
 
     def candidate_rows(self, columns: Sequence[str], candidate_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The candidates table's rows of these ids (as stored: trimmed text), for comparing with AWS."""
