@@ -40,3 +40,11 @@ def test_dag_file_imports_nothing_heavy(dag_file):
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip().splitlines()[-1:] in ([], [""]), f"{dag_file.name} imports {loaded.strip()}"
+
+
+def test_the_mode_param_offers_exactly_the_sync_modes(dagbag):
+    # Written out in the DAG file, which must not import the vocabulary (botocore) at parse time.
+    from include.vocabulary import SYNC_MODES
+
+    param = dagbag.get_dag("partner_relationship_sync").params.get_param("mode")
+    assert param.schema["enum"] == [None, *SYNC_MODES]
