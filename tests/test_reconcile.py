@@ -205,3 +205,26 @@ def test_creates_past_a_pmas_quota_are_left_pending_counting_the_creates_since_t
     assert held["error_code"] == "ProgramManagementAccountFull"
     assert "holds 5 relationships, its quota of 5" in held["error_message"]
     assert json.loads(second["quality_summary"])["plan"] == {"create": 1, "pending": 1}
+
+
+def test_a_needs_recreate_candidate_is_created_anew_once_its_old_relationship_is_deleted(
+    test_warehouse, emulator, raw_client
+):
+    three_created(test_warehouse)
+    old = outcome_rows(test_warehouse)["c1"]["relationship_id"]
+    test_warehouse.execute(
+        "UPDATE partner_relationship_candidates SET sector = ? WHERE candidate_id = ?", ["COMMERCIAL", "c1"]
+    )
+    upsert = dataclasses.replace(SETTINGS, mode="upsert")
+    run_sync(test_warehouse, request("sync-2", mode="upsert"), upsert)
+    assert outcome_rows(test_warehouse)["c1"]["status"] == "needs_recreate"
+
+    raw_client.delete_relationship(catalog="Sandbox", programManagementAccountIdentifier=PMA, identifier=old)
+    reconcile(test_warehouse)
+    run = run_sync(test_warehouse, request("sync-3", mode="upsert"), upsert)
+
+    assert (run["created"], run["failed"]) == (1, None)
+    again = outcome_rows(test_warehouse)["c1"]
+    assert again["status"] == "created" and again["relationship_id"] != old
+    sectors = {r["id"]: r["sector"] for r in emulator.emulator.relationship_list()}
+    assert sectors[again["relationship_id"]] == "COMMERCIAL" and old not in sectors

@@ -517,7 +517,8 @@ def _settled_change(
         error_message=(
             "the row names another relationship than "
             f"{change['relationship_id']}: {planning.describe(differences)} cannot be changed in place; delete the "
-            "relationship (mirror mode, or by hand) and the next run creates the new one, or restore the row"
+            "relationship (DeleteRelationshipOperator or the console; the reconcile DAG then reopens the candidate and "
+            "the next run creates the new one), or restore the row"
             if recreate
             else None
         ),
