@@ -71,10 +71,11 @@ SCHEDULE = os.environ.get("PARTNER_SYNC_SCHEDULE", "@daily")
         "mode": Param(
             None,
             type=["null", "string"],
-            enum=[None, "create", "upsert"],
+            enum=[None, "create", "upsert", "mirror"],
             title="Mode",
             description="Narrow what this run may do to relationships: create (only create), upsert (also update "
-            "changed display names, support plans and tags). Empty: the setting partner_sync_mode.",
+            "changed display names, support plans and tags), mirror (also delete the relationships of candidates "
+            "that left the feed or are marked absent). Empty: the setting partner_sync_mode.",
         ),
         "max_reject_ratio": Param(
             0.2,

@@ -32,18 +32,36 @@ NEEDS_RECREATE = "needs_recreate"
 # The candidate has its relationship: a done state is never overwritten by a failure, a rejection or a stale run,
 # and never created again. Only an upsert (a later change of the row) moves it from one done state to another.
 DONE = (CREATED, ALREADY_EXISTS, UPDATED, ALREADY_UPDATED, NEEDS_RECREATE)
+# The candidate's relationship was deleted by the sync (mode mirror): the candidate left the feed or is marked absent.
+# Its row, if it comes back present, is created anew.
+GONE = (DELETED, ALREADY_DELETED)
 
 # -- sync modes and plan actions --------------------------------------------------------------------------------------
 # create: relationships are only created (a row changed after its creation is reported); upsert: also updated to the
-# row's display name, support plan and tags. Each mode does everything the ones before it do: a run may narrow the
-# configured mode, never widen it. (mirror, which also deletes, is not built yet: issue 11.)
-MODE_CREATE, MODE_UPSERT = "create", "upsert"
-SYNC_MODES = (MODE_CREATE, MODE_UPSERT)
+# row's display name, support plan and tags; mirror: also deleted, when the package created them and their candidate
+# left the feed or is marked absent. Each mode does everything the ones before it do: a run may narrow the
+# configured mode, never widen it.
+MODE_CREATE, MODE_UPSERT, MODE_MIRROR = "create", "upsert", "mirror"
+SYNC_MODES = (MODE_CREATE, MODE_UPSERT, MODE_MIRROR)
 # What a run's plan does with each candidate it takes.
-ACTION_CREATE, ACTION_UPDATE, ACTION_TAG = "create", "update", "tag"
+ACTION_CREATE, ACTION_UPDATE, ACTION_TAG, ACTION_DELETE = "create", "update", "tag", "delete"
 ACTION_NO_CHANGE = "no_change"
 # `pending`: a create its PMA cannot take now (not ACTIVE, or at its quota of relationships), planned again next run.
-PLAN_ACTIONS = (ACTION_CREATE, ACTION_UPDATE, ACTION_TAG, ACTION_NO_CHANGE, NEEDS_RECREATE, PENDING, REJECTED)
+PLAN_ACTIONS = (
+    ACTION_CREATE,
+    ACTION_UPDATE,
+    ACTION_TAG,
+    ACTION_DELETE,
+    ACTION_NO_CHANGE,
+    NEEDS_RECREATE,
+    PENDING,
+    REJECTED,
+)
+# The candidates table's optional column saying whether a candidate's relationship should exist. NULL or empty:
+# present. An absent candidate is never created; in mode mirror its relationship is deleted.
+DESIRED_STATE_COLUMN = "desired_state"
+PRESENT, ABSENT = "present", "absent"
+DESIRED_STATES = (PRESENT, ABSENT)
 
 # -- drift: how what AWS holds differs from the warehouse (the reconcile DAG) ----------------------------------------
 # A relationship of the account that no candidate's outcome names (made in the console, or by another tool).
@@ -94,6 +112,8 @@ RUN_COUNT_COLUMNS = (
     UPDATED,
     ALREADY_UPDATED,
     NEEDS_RECREATE,
+    DELETED,
+    ALREADY_DELETED,
     PENDING,
     "failed_retryable",
     "failed_permanent",

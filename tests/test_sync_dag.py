@@ -267,3 +267,32 @@ def test_upsert_from_the_setting_updates_a_renamed_candidate_and_a_run_may_not_w
     shown = {r["id"]: r["displayName"] for r in emulator.emulator.relationship_list()}
     assert shown[relationship["relationship_id"]] == "Renamed"
     assert len(creates(emulator)) == GOOD
+
+
+def test_mirror_from_the_setting_deletes_a_removed_candidate_once_and_its_guard_fails_the_run(
+    sync_dag, test_warehouse, emulator, monkeypatch
+):
+    test_warehouse.seed(sample_candidates(DAY))
+    assert run(sync_dag).state == "success"
+    emulator.emulator.configure({"delete_rate": 20})
+    removed = ["cand-0002", "cand-0003", "cand-0004"]
+    gone = {outcomes(test_warehouse)[cid]["relationship_id"] for cid in removed}
+    for candidate_id in removed:
+        test_warehouse.execute("DELETE FROM partner_relationship_candidates WHERE candidate_id = ?", [candidate_id])
+    monkeypatch.setenv("PARTNER_SYNC_MODE", "mirror")
+    monkeypatch.setenv("PARTNER_SYNC_MAX_DELETES", "2")
+
+    # Three deletes, past max_deletes=2: check_and_stage fails, and nothing is deleted.
+    guarded = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=1), mode=None)
+    assert guarded.state == "failed"
+    assert {ti.task_id: ti.state for ti in guarded.get_task_instances()}["check_and_stage"] == "failed"
+    assert len(emulator.emulator.relationship_list()) == GOOD
+
+    monkeypatch.setenv("PARTNER_SYNC_MAX_DELETES", "3")
+    monkeypatch.setenv("PARTNER_SYNC_MAX_DELETE_RATIO", "0.2")
+    mirrored = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=2), mode=None)
+    assert mirrored.state == "success"
+    deletes = [c for c in emulator.emulator.call_log() if c["operation"] == "DeleteRelationship"]
+    assert len(deletes) == 3
+    assert not gone & {r["id"] for r in emulator.emulator.relationship_list()}
+    assert {cid: outcomes(test_warehouse)[cid]["status"] for cid in removed} == dict.fromkeys(removed, "deleted")

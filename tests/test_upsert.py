@@ -236,7 +236,7 @@ def test_a_run_may_narrow_the_mode(configured, requested, expected):
 def test_a_run_may_not_widen_the_mode_and_an_unknown_mode_is_named():
     with pytest.raises(ValueError, match="wider than partner_sync_mode='create'"):
         planning.effective_mode("create", "upsert")
-    with pytest.raises(ValueError, match="must be one of create, upsert, got 'merge'"):
+    with pytest.raises(ValueError, match="must be one of create, upsert, mirror, got 'merge'"):
         planning.effective_mode("create", "merge")
     with pytest.raises(ValueError, match="partner_sync_mode must be one of"):
         SyncSettings(mode="replace")

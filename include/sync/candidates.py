@@ -21,7 +21,7 @@ from typing import Any
 from include.partner_central.relationship_request import build_create_request, client_token_for, pma_id, tag_list
 from include.partner_central.service_model import member_shape
 from include.partner_central.validation import validate_value
-from include.vocabulary import COLUMN_FIELDS, JSON_COLUMNS
+from include.vocabulary import COLUMN_FIELDS, DESIRED_STATE_COLUMN, DESIRED_STATES, JSON_COLUMNS, PRESENT
 
 REQUIRED_COLUMNS = (
     "candidate_id",
@@ -105,6 +105,19 @@ def normalise(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     clean, problems = clean_values(row)
     clean["updated_at"], problem = parse_timestamp(row.get("updated_at"))
     return clean, problems + ([problem] if problem else [])
+
+
+def desired_state(value: Any) -> tuple[str, str | None]:
+    """The row's desired_state (present when NULL, empty or the column is missing), and what is wrong with it: an
+    unknown value is a feed bug to report, never read as either state."""
+    text = value.strip() if isinstance(value, str) else value
+    if text is None or text == "":
+        return PRESENT, None
+    if text in DESIRED_STATES:
+        return text, None
+    return PRESENT, (
+        f"{DESIRED_STATE_COLUMN}: expected one of {', '.join(DESIRED_STATES)} (or empty), got {value!r:.40}"
+    )
 
 
 def _expected(column: str) -> str:

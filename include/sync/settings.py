@@ -46,6 +46,10 @@ class SyncSettings:
     aws_conn_id: str = "aws_default"
     # create (the default), upsert or mirror: what the sync may do to a relationship (include.vocabulary.SYNC_MODES).
     mode: str = MODE_CREATE
+    # Mode mirror's guards: a run that would delete more relationships than this, or a larger share of the ones the
+    # package holds, deletes nothing, sends nothing and fails (a truncated feed must not empty Partner Central).
+    max_deletes: int = 10
+    max_delete_ratio: float = 0.1
     # CreateRelationship calls per second for the AWS account, shared by every run, slot and backfill.
     rate_per_second: float = 3.0
     batch_size: int = 50
@@ -74,6 +78,10 @@ class SyncSettings:
     def __post_init__(self) -> None:
         if self.mode not in SYNC_MODES:
             raise ValueError(f"partner_sync_mode must be one of {', '.join(SYNC_MODES)}, got {self.mode!r}")
+        if self.max_deletes < 0:
+            raise ValueError(f"max_deletes must be 0 or more, got {self.max_deletes}")
+        if not 0 <= self.max_delete_ratio <= 1:
+            raise ValueError(f"max_delete_ratio must be between 0 and 1, got {self.max_delete_ratio}")
         for name in ("rate_per_second", "read_rate_per_second"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.partner_central.api_errors import AccountLevelError, ApiError, stop_if_account_level
 from include.partner_central.rate_limit import RateLimiter
+from include.partner_central.relationship_changes import delete_token_for
 from include.partner_central.relationship_request import pma_id
 from include.partner_central.retry_policy import RetryPolicy
 from include.sync import candidates as cand
@@ -35,19 +36,25 @@ from include.sync import plan as planning
 from include.sync.settings import SyncSettings
 from include.sync.warehouse import Outcome, Warehouse, candidate_table_ddl
 from include.vocabulary import (
+    ABSENT,
     ACTION_CREATE,
+    ACTION_DELETE,
     ACTION_NO_CHANGE,
     ALREADY_UPDATED,
     CANDIDATE_COLUMNS,
     CLAIMED,
     DEAD_LETTER,
+    DESIRED_STATE_COLUMN,
     DONE,
     DRY_RUN,
     FAILED,
+    GONE,
     MODE_CREATE,
+    MODE_MIRROR,
     NEEDS_RECREATE,
     PENDING,
     PLAN_ACTIONS,
+    PRESENT,
     REJECTED,
     RUN_COUNT_COLUMNS,
     SKIPPED,
@@ -63,6 +70,11 @@ log = logging.getLogger(__name__)
 
 class QualityGateError(Exception):
     """Too large a share of the run's candidates failed the data-quality rules: the feed looks broken."""
+
+
+class DeleteGuardError(Exception):
+    """Mode mirror would delete more relationships than max_deletes or max_delete_ratio allow: the feed may be
+    truncated. Nothing is sent."""
 
 
 class SyncRunFailed(Exception):
@@ -92,6 +104,11 @@ class RunRequest:
         """Whether a changed row of a candidate that has its relationship is brought to it (upsert, mirror)."""
         return self.mode != MODE_CREATE
 
+    @property
+    def deletes(self) -> bool:
+        """Whether the relationships of candidates that left the feed or are marked absent are deleted (mirror)."""
+        return self.mode == MODE_MIRROR
+
     def in_interval(self, moment: dt.datetime | None) -> bool:
         return self.interval is not None and moment is not None and self.interval[0] <= moment < self.interval[1]
 
@@ -99,13 +116,15 @@ class RunRequest:
 # Why a candidate is taken by a run. NEW and CHANGED are content the run checks for the first time: the reject-ratio
 # gate judges only those, so old rejects never trip it.
 NEW, CHANGED, RETRY, STALE_CLAIM, REEVALUATE = "new", "changed", "retry", "stale_claim", "reevaluate"
+# A candidate whose relationship mode mirror deleted, and whose row is back (present): created anew.
+RETURNED = "returned"
 FIRST_CHECK = (NEW, CHANGED)
 CONVERGED, CHANGED_AFTER_DONE, IN_FLIGHT, SETTLED = "converged", "changed_after_done", "in_flight", "settled"
 
 
 def why_taken(prior: dict[str, Any], fingerprint: str, *, stale_before: dt.datetime) -> str:
     """Whether a candidate needs this run, and why, from its current state and the fingerprint of its row. The
-    answers that take it: NEW, CHANGED, RETRY, STALE_CLAIM; the others leave it: CONVERGED, CHANGED_AFTER_DONE
+    answers that take it: NEW, CHANGED, RETRY, STALE_CLAIM, RETURNED; the others leave it: CONVERGED, CHANGED_AFTER_DONE
     (created, and the row changed since: reported), IN_FLIGHT (another live run's claim), SETTLED (rejected or failed
     for good with an unchanged row: a re-evaluation the run asks for turns it into REEVALUATE)."""
     status = prior.get("status")
@@ -115,6 +134,8 @@ def why_taken(prior: dict[str, Any], fingerprint: str, *, stale_before: dt.datet
     if status in DONE:
         # A row created before fingerprints were recorded has none: it counts as unchanged.
         return CHANGED_AFTER_DONE if changed and prior.get("fingerprint") else CONVERGED
+    if status in GONE:
+        return RETURNED
     if status == CLAIMED:
         claimed_at = prior.get("claimed_at")
         return STALE_CLAIM if claimed_at is None or claimed_at < stale_before else IN_FLIGHT
@@ -164,8 +185,15 @@ class Triage:
     """Which candidates of the feed this run takes, and why: one pass over the whole candidates table with each row's
     current state (a million rows on a large feed, most of them converged: only what is taken is parsed further)."""
 
-    def __init__(self, warehouse: Warehouse, settings: SyncSettings, run: RunRequest, reevaluate_interval: bool):
-        self.warehouse, self.settings, self.run = warehouse, settings, run
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        settings: SyncSettings,
+        run: RunRequest,
+        reevaluate_interval: bool,
+        columns: tuple[str, ...] = CANDIDATE_COLUMNS,
+    ):
+        self.warehouse, self.settings, self.run, self.columns = warehouse, settings, run, columns
         self.reevaluate_interval = reevaluate_interval
         self.named = {key for cid in run.candidate_ids if (key := cand.candidate_key(cid))}
         self.stale_before = warehouse.db_now() - dt.timedelta(seconds=settings.claim_timeout_seconds)
@@ -174,11 +202,13 @@ class Triage:
         self.changed_after_done: list[str] = []
         self.type_problems: dict[str, list[str]] = {}
         self.duplicates: list[Outcome] = []  # rejections of duplicated ids, one per id, taken by the caller
+        # Candidates marked absent that have their relationship: deleted in mode mirror, else reported.
+        self.absent_with_relationship: list[str] = []
 
     def taken(self, timer: PhaseTimer) -> Iterator[dict[str, Any]]:
         """The rows to check, cleaned, in candidate_id order, each with its fingerprint and why it was taken."""
         limit = self.run.limit or math.inf
-        chunks = self.warehouse.scan_candidates(CANDIDATE_COLUMNS, sorted(self.named), self.settings.chunk_rows)
+        chunks = self.warehouse.scan_candidates(self.columns, sorted(self.named), self.settings.chunk_rows)
         while True:
             with timer.phase("select"):
                 chunk = next(chunks, None)
@@ -198,7 +228,20 @@ class Triage:
         key = cand.candidate_key(raw["candidate_id"])
         if key is None:
             return None  # no usable id: counted by duplicate_ids
-        if raw["prior_status"] in DONE and key not in self.duplicate_ids and self._done_and_left(key, raw):
+        desired, desired_problem = cand.desired_state(raw.get(DESIRED_STATE_COLUMN))
+        if desired == ABSENT and key not in self.duplicate_ids:
+            # Never created; its relationship, if it has one, is the mirror's to delete.
+            if raw["prior_status"] in DONE:
+                self.absent_with_relationship.append(key)
+            else:
+                self.counts["absent"] += 1
+            return None
+        if (
+            raw["prior_status"] in DONE
+            and key not in self.duplicate_ids
+            and desired_problem is None
+            and self._done_and_left(key, raw)
+        ):
             return None
         row, problems = cand.clean_values(raw)
         row["candidate_id"] = key
@@ -208,6 +251,10 @@ class Triage:
         # All copies of a duplicated id are one rejection; its fingerprint says how many copies there were.
         fingerprint = f"duplicate-id:{copies}" if copies else cand.fingerprint(row)
         why = why_taken(prior, fingerprint, stale_before=self.stale_before)
+        if desired_problem is not None:
+            problems.append(desired_problem)
+            if why in (CONVERGED, CHANGED_AFTER_DONE, SETTLED):
+                why = REEVALUATE  # reported each run until the value is fixed
         # updated_at is parsed only where it matters: most rows of a large feed are converged.
         if why == SETTLED and (
             key in self.named
@@ -236,7 +283,7 @@ class Triage:
         row.update(
             why=why,
             fingerprint=fingerprint,
-            prior_failed_runs=0 if why == CHANGED else (prior["failed_runs"] or 0),
+            prior_failed_runs=0 if why in (CHANGED, RETURNED) else (prior["failed_runs"] or 0),
             first_check=why in FIRST_CHECK,
         )
         return row
@@ -264,13 +311,14 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     from include.sync.quality import CandidateChecks, summary  # Great Expectations: seconds to import
 
     timer = PhaseTimer()
-    warehouse.check_candidates_table(CANDIDATE_COLUMNS, candidate_table_ddl(warehouse.tables.candidates))
+    present = warehouse.check_candidates_table(CANDIDATE_COLUMNS, candidate_table_ddl(warehouse.tables.candidates))
+    columns = (*CANDIDATE_COLUMNS, *((DESIRED_STATE_COLUMN,) if DESIRED_STATE_COLUMN in present else ()))
     warehouse.create_tables()
     rerun = warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
     warehouse.clear_staging(run.dag_run_id)
     warehouse.forget_unfinished(run.dag_run_id)
     with timer.phase("select"):
-        triage = Triage(warehouse, settings, run, reevaluate_interval=run.backfill or rerun)
+        triage = Triage(warehouse, settings, run, reevaluate_interval=run.backfill or rerun, columns=columns)
     checks = CandidateChecks()
     counts = triage.counts
     staged = 0
@@ -364,6 +412,9 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
         "rows_without_candidate_id": without_id,
         "duplicated_candidate_ids": len(duplicate_ids),
         "in_flight_elsewhere": counts[IN_FLIGHT],
+        # Marked absent (desired_state): without a relationship (nothing to do), and with one (deleted in mode mirror).
+        "absent": counts["absent"],
+        "absent_with_relationship": len(triage.absent_with_relationship),
         "mode": run.mode,
         "plan": {action: plan[action] for action in PLAN_ACTIONS if plan[action]},
     }
@@ -398,6 +449,14 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
             len(changed_after_done),
             _some(changed_after_done),
         )
+    if triage.absent_with_relationship and not run.deletes:
+        log.warning(
+            "%d candidate(s) are marked absent but keep their relationship; in mode %s it is not deleted "
+            "(partner_sync_mode mirror deletes it): %s",
+            len(triage.absent_with_relationship),
+            run.mode,
+            _some(triage.absent_with_relationship),
+        )
     if quality["reject_ratio"] > run.max_reject_ratio:
         warehouse.update_run(run.dag_run_id, **{**run_values, "staged": 0})
         warehouse.clear_staging(run.dag_run_id)
@@ -406,6 +465,24 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
             f"max_reject_ratio={run.max_reject_ratio:g}; nothing was sent and no current state changed.\n"
             + summary(failures, counts["rejected"], counts["selected"])
         )
+    try:
+        with timer.phase("plan_deletes"):
+            deletes = _planned_deletes(warehouse, settings, run, triage, staged) if run.deletes else []
+    except DeleteGuardError as guard:
+        if not run.dry_run:
+            warehouse.update_run(run.dag_run_id, **{**run_values, "staged": 0})
+            warehouse.clear_staging(run.dag_run_id)
+            raise
+        # A dry run shows the plan the guard would stop, and says so.
+        log.warning("A real run would stop here: %s", guard)
+        quality["delete_guard"] = str(guard)
+        deletes = _planned_deletes(warehouse, settings, run, triage, staged, guarded=False)
+    plan[ACTION_DELETE] = len(deletes)
+    quality["plan"] = {action: plan[action] for action in PLAN_ACTIONS if plan[action]}
+    if deletes:
+        warehouse.stage(run.dag_run_id, deletes)
+        staged += len(deletes)
+        run_values["staged"] = staged
     if not run.dry_run:
         warehouse.promote_rejections(run.dag_run_id)
     # What the plan settles with no call: recorded.
@@ -486,6 +563,69 @@ def _program_management_accounts(warehouse: Warehouse, settings: SyncSettings) -
     return planning.ProgramManagementAccounts(listed, created, settings.relationships_per_pma)
 
 
+def _planned_deletes(
+    warehouse: Warehouse, settings: SyncSettings, run: RunRequest, triage: Triage, first_seq: int, guarded: bool = True
+) -> list[tuple]:
+    """Mode mirror's deletes, as staging rows numbered from first_seq: the relationships the package created whose
+    candidate left the feed or is marked absent (only those: a relationship it did not create has no outcome).
+    Past max_deletes or max_delete_ratio, DeleteGuardError: nothing is staged, and the run sends nothing."""
+    left = warehouse.left_the_feed(sorted(triage.named))
+    applied = warehouse.applied(sorted({*left, *triage.absent_with_relationship}))
+    held = warehouse.held_relationships()
+    ratio = len(applied) / held if held else 0.0
+    if guarded and (len(applied) > settings.max_deletes or ratio > settings.max_delete_ratio):
+        raise DeleteGuardError(
+            f"mode mirror would delete {len(applied)} of the {held} relationship(s) the package holds ({ratio:.1%}: "
+            f"{len(set(left) & set(applied))} candidate(s) left the feed, "
+            f"{len(set(triage.absent_with_relationship) & set(applied))} are marked absent), past "
+            f"max_deletes={settings.max_deletes} or max_delete_ratio={settings.max_delete_ratio:g}; nothing was "
+            "sent and nothing deleted. If the feed is complete, raise partner_sync_max_deletes / "
+            "partner_sync_max_delete_ratio; to apply the rest without deletes, trigger the run with mode upsert. "
+            f"Some of them: {_some(sorted(applied))}"
+        )
+    rows = []
+    for candidate_id, relationship in sorted(applied.items()):
+        rid = relationship["relationship_id"]
+        created_with = json.loads(relationship["request_json"]) if relationship["request_json"] else None
+        if created_with is None:
+            log.warning(
+                "Candidate %s's relationship %s was created by an earlier version of the package (no request "
+                "recorded): its catalog and PMA are unknown, so mode mirror cannot delete it; delete it with "
+                "DeleteRelationshipOperator or the console",
+                candidate_id,
+                rid,
+            )
+            continue
+        request = {
+            "catalog": created_with["catalog"],
+            "programManagementAccountIdentifier": created_with["programManagementAccountIdentifier"],
+            "identifier": rid,
+            "clientToken": delete_token_for(rid),
+        }
+        # Why, in the shape of a change's differences: the row was marked absent, or it is gone.
+        why = (
+            {DESIRED_STATE_COLUMN: {"from": PRESENT, "to": ABSENT}}
+            if candidate_id in triage.absent_with_relationship
+            else {"candidate_id": {"from": candidate_id, "to": None}}
+        )
+        rows.append(
+            (
+                candidate_id,
+                first_seq + len(rows),
+                json.dumps(request),
+                relationship["client_token"],
+                None,
+                None,
+                0,
+                ACTION_DELETE,
+                rid,
+                relationship["relationship_arn"],
+                json.dumps(why),
+            )
+        )
+    return rows
+
+
 def _refused(row: dict[str, Any], request: dict[str, Any], code: str, message: str) -> Outcome:
     """A create its PMA cannot take now (not ACTIVE, or at its quota): nobody's data error, so pending, not
     rejected; the next run plans it again."""
@@ -543,6 +683,7 @@ class ChangeLimiters:
 
     write: RateLimiter
     read: RateLimiter
+    delete: RateLimiter | None = None  # DeleteRelationship's own quota; None: the write schedule
 
 
 def create_batch(
@@ -570,6 +711,8 @@ def create_batch(
                     outcome = Outcome(status=DRY_RUN, request_json=row["request_json"], **_staged(row))
                 elif row["action"] == ACTION_CREATE:
                     outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
+                elif row["action"] == ACTION_DELETE:
+                    outcome = _delete(row, hook, changes or ChangeLimiters(limiter, limiter), policy, logger)
                 else:
                     outcome = _change(row, hook, changes or ChangeLimiters(limiter, limiter), policy, logger)
             except AccountLevelError as stop:
@@ -711,17 +854,48 @@ def _change(
             if to_set or to_remove:
                 status, attempts = UPDATED, attempts + bool(to_set) + bool(to_remove)
     except ApiError as error:
-        stop_if_account_level(error)
-        logger.error("Changing relationship %s of candidate %s failed: %s", rid, row["candidate_id"], error)
-        return Outcome(
-            status=FAILED,
-            error_code=error.code,
-            error_message=error.message,
-            retryable=error.retryable,
-            attempts=attempts + error.attempts,
-            **base,
-        )
+        return _change_failed(error, attempts, base, logger)
     return Outcome(status=status, attempts=attempts, request_json=row["request_json"], **base)
+
+
+def _delete(
+    row: dict[str, Any],
+    hook: PartnerCentralChannelHook,
+    limiters: ChangeLimiters,
+    policy: RetryPolicy,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> Outcome:
+    """Delete a relationship of a candidate that left the feed or is marked absent, with the relationship's own
+    delete token: a retry, a re-run or a second run deleting it too is the same delete, and a relationship already
+    gone is already_deleted. No claim, for that reason. A candidate's own error is its outcome in the history only:
+    the relationship stays recorded, and the next run tries again."""
+    base = {**_staged(row), "relationship_id": row["relationship_id"], "relationship_arn": row["relationship_arn"]}
+    try:
+        result = hook.delete_relationship(
+            json.loads(row["request_json"]), limiter=limiters.delete or limiters.write, policy=policy, logger=logger
+        )
+    except ApiError as error:
+        return _change_failed(error, 0, base, logger)
+    return Outcome(status=result.status, attempts=result.attempts, request_json=row["request_json"], **base)
+
+
+def _change_failed(
+    error: ApiError, attempts: int, base: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter
+) -> Outcome:
+    """A change of an existing relationship (update, tags, delete) the API refused: an account-level error stops the
+    batch; a candidate's own is its outcome (history only: its recorded state stays)."""
+    stop_if_account_level(error)
+    logger.error(
+        "Changing relationship %s of candidate %s failed: %s", base["relationship_id"], base["candidate_id"], error
+    )
+    return Outcome(
+        status=FAILED,
+        error_code=error.code,
+        error_message=error.message,
+        retryable=error.retryable,
+        attempts=attempts + error.attempts,
+        **base,
+    )
 
 
 def finish(

@@ -100,7 +100,7 @@ def check_and_stage() -> list[dict[str, int]]:
     with open_warehouse(settings) as warehouse:
         try:
             batches = steps.prepare(warehouse, settings, run_request(context, settings))
-        except (steps.QualityGateError, CandidatesTableError) as stop:
+        except (steps.QualityGateError, steps.DeleteGuardError, CandidatesTableError) as stop:
             raise AirflowFailException(str(stop)) from None
     return [{"number": b.number, "first": b.first, "end": b.end} for b in batches]
 
@@ -118,6 +118,7 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
         changes = steps.ChangeLimiters(
             write=WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:update", settings.rate_per_second),
             read=WarehouseRateLimiter(warehouse, read_limiter_key(settings), settings.read_rate_per_second),
+            delete=WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:delete", settings.rate_per_second),
         )
         try:
             counts = steps.create_batch(

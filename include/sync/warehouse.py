@@ -36,6 +36,7 @@ from include.vocabulary import (
     DONE,
     DRY_RUN,
     FAILED,
+    GONE,
     PENDING,
     REJECTED,
     RUN_COUNT_COLUMNS,
@@ -427,8 +428,9 @@ class Warehouse:
         with self._source_reading() as connection:
             return {str(column).lower() for column in connection.execute(statement).keys()}  # noqa: SIM118
 
-    def check_candidates_table(self, columns: Sequence[str], expected_ddl: str) -> None:
-        """Fail at once, naming what is missing, when the candidates table or one of its columns is not there."""
+    def check_candidates_table(self, columns: Sequence[str], expected_ddl: str) -> set[str]:
+        """Fail at once, naming what is missing, when the candidates table or one of its columns is not there; the
+        columns it has (lower case)."""
         table = self.tables.candidates
         how = (
             f"The sync reads {table} with these columns (types may differ: numbers, JSON and timestamp columns are"
@@ -446,6 +448,7 @@ class Warehouse:
         missing = [name for name in columns if name not in present]
         if missing:
             raise CandidatesTableError(f"The candidates table {table} has no column(s) {', '.join(missing)}.\n{how}")
+        return present
 
     # -- selection ------------------------------------------------------------------------------------------------
     def scan_candidates(
@@ -541,6 +544,33 @@ class Warehouse:
             )
             found.update((row.pop("candidate_id"), row) for row in rows)
         return found
+
+    def left_the_feed(self, candidate_ids: Sequence[str] = ()) -> list[str]:
+        """Candidates (of these ids, when given) whose relationship the package created and whose row is no longer in
+        the candidates table: what mode mirror deletes. One anti-join in the warehouse, against its copy of the
+        outcomes when the state store is another database (a copy that lags misses a new relationship, never adds
+        one; applied() confirms each in the state store)."""
+        outcomes = (self.copies if self.separate else self.schema).outcomes
+        candidates = self.schema.candidates(["candidate_id"])
+        statement = sa.select(outcomes.c.candidate_id).where(
+            outcomes.c.status.in_(DONE),
+            outcomes.c.relationship_id.is_not(None),
+            ~sa.exists().where(db.key(candidates.c.candidate_id) == outcomes.c.candidate_id),
+        )
+        if candidate_ids:
+            statement = statement.where(outcomes.c.candidate_id.in_(list(candidate_ids)))
+        with self._source_reading() as connection:
+            return [row[0] for row in connection.execute(statement.order_by(outcomes.c.candidate_id))]
+
+    def held_relationships(self) -> int:
+        """How many relationships the package holds (created or found, not deleted): what max_delete_ratio is of."""
+        outcomes = self.schema.outcomes
+        [(count,)] = self._all(
+            sa.select(sa.func.count())
+            .select_from(outcomes)
+            .where(outcomes.c.status.in_(DONE), outcomes.c.relationship_id.is_not(None))
+        )
+        return count
 
     def relationship_holder(self, relationship_id: str, candidate_id: str) -> str | None:
         """The other candidate recorded with this relationship, if any."""
@@ -698,11 +728,12 @@ class Warehouse:
             rows = [self._result_row(dag_run_id, outcome, now) for outcome in outcomes]
             connection.execute(db.upsert(attempts, connection.dialect, list(RESULT_COLUMNS[1:])), rows)
             if current_state:
-                # A created relationship is never overwritten by a later failure, rejection or stale run.
-                self._write_current(connection, [r for r in rows if r["status"] in DONE])
+                # A created relationship is never overwritten by a later failure, rejection or stale run; only a
+                # change of it (an update, a delete) is.
+                self._write_current(connection, [r for r in rows if r["status"] in (*DONE, *GONE)])
                 self._write_current(
                     connection,
-                    [r for r in rows if r["status"] not in DONE],
+                    [r for r in rows if r["status"] not in (*DONE, *GONE)],
                     none_of(self.schema.outcomes.c.status, DONE),
                 )
 
@@ -787,7 +818,7 @@ class Warehouse:
         """What this run's history holds, per status (failures split by retryable), plus staged rows left over."""
         attempts, staging = self.schema.attempts, self.schema.staging
         counts = dict.fromkeys(
-            (*DONE, REJECTED, PENDING, DRY_RUN, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"),
+            (*DONE, *GONE, REJECTED, PENDING, DRY_RUN, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"),
             0,
         )
         per_status = self._all(
