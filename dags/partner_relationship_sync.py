@@ -7,10 +7,13 @@ Central relationship, and records what happened to every row back in the warehou
 1. **check_and_stage**: every candidate that is not converged (never sent, changed since its last outcome, a
    retryable failure, a stale claim) is checked with Great Expectations; rejected rows are recorded with their
    reasons; the run stops before any API call when too many new rows are rejected; valid rows are staged in batches.
-2. **create_relationships**: one mapped task per batch, all in the `partner_central_api` pool, sharing the AWS
+2. **approve_plan**: a plan that deletes relationships, or changes more of them than the approval threshold, waits
+   for a person (Airflow's required actions: Approve applies it, Reject ends the run with nothing applied); any
+   other plan passes at once.
+3. **create_relationships**: one mapped task per batch, all in the `partner_central_api` pool, sharing the AWS
    account's rate; each outcome is written as its call returns. An account-level error (credentials, access,
    clock, endpoint) stops the batch and leaves its candidates pending.
-3. **record_run**: the run's counts; the run fails when candidates are left to retry or were dead-lettered.
+4. **record_run**: the run's counts; the run fails when candidates are left to retry or were dead-lettered.
 
 The data interval labels what is new; a backfill or a cleared run also re-evaluates its interval's rejected and
 failed candidates. Trigger it by hand for a dry run, for given candidates, or to retry every rejected and failed one.
@@ -23,6 +26,8 @@ import os
 
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
+from include.sync.approval import PlanApprovalOperator
 
 # Read at parse time because Airflow needs them to build the DAG; everything else is read inside the tasks.
 POOL = os.environ.get("PARTNER_SYNC_POOL", "partner_central_api")
@@ -110,7 +115,10 @@ def partner_relationship_sync():
         return tasks.record_run()
 
     batches = check_and_stage()
-    create_relationships.expand(batch=batches) >> record_run()
+    # Waits for a person only when the plan deletes, or changes more than partner_sync_approval_threshold.
+    approve_plan = PlanApprovalOperator(task_id="approve_plan")
+    applied = create_relationships.expand(batch=batches)
+    batches >> approve_plan >> applied >> record_run()
 
 
 partner_relationship_sync()

@@ -57,6 +57,8 @@ PLAN_ACTIONS = (
     PENDING,
     REJECTED,
 )
+# A person's answer to a plan that waited for approval (the run row's `approval`).
+APPROVAL_APPROVED, APPROVAL_REJECTED = "approved", "rejected"
 # The candidates table's optional column saying whether a candidate's relationship should exist. NULL or empty:
 # present. An absent candidate is never created; in mode mirror its relationship is deleted.
 DESIRED_STATE_COLUMN = "desired_state"

@@ -281,6 +281,7 @@ def test_mirror_from_the_setting_deletes_a_removed_candidate_once_and_its_guard_
         test_warehouse.execute("DELETE FROM partner_relationship_candidates WHERE candidate_id = ?", [candidate_id])
     monkeypatch.setenv("PARTNER_SYNC_MODE", "mirror")
     monkeypatch.setenv("PARTNER_SYNC_MAX_DELETES", "2")
+    monkeypatch.setenv("PARTNER_SYNC_APPROVE_DELETES", "false")  # approvals: tests/e2e/test_plan_approval.py
 
     # Three deletes, past max_deletes=2: check_and_stage fails, and nothing is deleted.
     guarded = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=1), mode=None)

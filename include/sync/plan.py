@@ -1,16 +1,20 @@
-"""What a run does with a candidate whose relationship exists and whose row changed: compare the request last applied
+"""What a run plans: for a candidate whose relationship exists and whose row changed, compare the request last applied
 with the one the row sends now, field by field, and name the action (update, tag, no change, or a recreate that is
-reported and never done silently). Plain functions, tested without Airflow or a database."""
+reported and never done silently); what a PMA can take; and whether the plan waits for a person's approval, with
+what the approver reads. Plain functions, tested without Airflow or a database."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from include.vocabulary import (
+    ACTION_CREATE,
+    ACTION_DELETE,
     ACTION_NO_CHANGE,
     ACTION_TAG,
     ACTION_UPDATE,
+    DESIRED_STATE_COLUMN,
     NEEDS_RECREATE,
     RECREATE_FIELDS,
     SYNC_MODES,
@@ -119,3 +123,46 @@ class ProgramManagementAccounts:
             )
         self.used[pma] += 1
         return None
+
+
+# -- approval: when a plan waits for a person, and what the approver reads -------------------------------------------
+# The actions that change something in Partner Central.
+CHANGES = (ACTION_CREATE, ACTION_UPDATE, ACTION_TAG, ACTION_DELETE)
+
+
+def approval_reason(plan: Mapping[str, int], *, approve_deletes: bool, threshold: int) -> str | None:
+    """Why this plan must wait for a person, or None when it may be applied at once."""
+    reasons = []
+    if approve_deletes and plan.get(ACTION_DELETE):
+        reasons.append(f"it deletes {plan[ACTION_DELETE]} relationship(s) (partner_sync_approve_deletes)")
+    changes = sum(plan.get(action, 0) for action in CHANGES)
+    if threshold and changes > threshold:
+        reasons.append(f"it changes {changes} relationship(s), more than partner_sync_approval_threshold={threshold}")
+    return "; ".join(reasons) or None
+
+
+def approval_body(
+    run_id: str, mode: str, plan: Mapping[str, int], reason: str, sample: Sequence[Mapping[str, Any]], staging: str
+) -> str:
+    """What the approver reads (Markdown): the plan's counts, why it waits, a sample, and where the whole plan is."""
+    lines = [f"Sync run `{run_id}` in mode **{mode}** plans:", "", "| action | candidates |", "|---|---:|"]
+    lines += [f"| {action} | {count} |" for action, count in plan.items()]
+    lines += ["", f"It waits for you because {reason}.", "", "A sample:"]
+    for row in sample:
+        relationship = f" (relationship `{row['relationship_id']}`)" if row.get("relationship_id") else ""
+        differences = row.get("differences") or {}
+        if row["action"] == ACTION_DELETE:
+            why = ": marked absent" if DESIRED_STATE_COLUMN in differences else ": no longer in the candidates table"
+        else:
+            why = ": " + describe(differences) if differences else ""
+        lines.append(f"- {row['action']} `{row['candidate_id']}`{relationship}{why}")
+    lines += [
+        "",
+        "The whole plan, in the warehouse:",
+        f"`SELECT candidate_id, action, relationship_id, differences FROM {staging} WHERE dag_run_id = '{run_id}'"
+        " ORDER BY seq`",
+        "",
+        "**Approve** applies it as staged; **Reject**, or no answer in time, ends the run with nothing applied (the "
+        "next run plans again).",
+    ]
+    return "\n".join(lines)

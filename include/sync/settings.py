@@ -50,6 +50,11 @@ class SyncSettings:
     # package holds, deletes nothing, sends nothing and fails (a truncated feed must not empty Partner Central).
     max_deletes: int = 10
     max_delete_ratio: float = 0.1
+    # A plan waits for a person's approval (the DAG's approve_plan task) when it deletes (approve_deletes) or changes
+    # more relationships than approval_threshold (0: no threshold); no answer in approval_timeout_hours rejects it.
+    approve_deletes: bool = True
+    approval_threshold: int = 0
+    approval_timeout_hours: float = 24.0
     # CreateRelationship calls per second for the AWS account, shared by every run, slot and backfill.
     rate_per_second: float = 3.0
     batch_size: int = 50
@@ -78,6 +83,10 @@ class SyncSettings:
     def __post_init__(self) -> None:
         if self.mode not in SYNC_MODES:
             raise ValueError(f"partner_sync_mode must be one of {', '.join(SYNC_MODES)}, got {self.mode!r}")
+        if self.approval_threshold < 0:
+            raise ValueError(f"approval_threshold must be 0 (none) or more, got {self.approval_threshold}")
+        if self.approval_timeout_hours <= 0:
+            raise ValueError(f"approval_timeout_hours must be positive, got {self.approval_timeout_hours}")
         if self.max_deletes < 0:
             raise ValueError(f"max_deletes must be 0 or more, got {self.max_deletes}")
         if not 0 <= self.max_delete_ratio <= 1:
@@ -129,7 +138,14 @@ class SyncSettings:
         return cls(**values, tables=Tables(**table_values))
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _convert(name: str, kind: type, raw: str) -> Any:
+    if kind is bool:
+        if raw.strip().lower() not in BOOLEANS:
+            raise ValueError(f"setting partner_sync_{name} must be true or false, got {raw!r}")
+        return BOOLEANS[raw.strip().lower()]
     try:
         return kind(raw)
     except ValueError:

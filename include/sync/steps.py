@@ -41,6 +41,7 @@ from include.vocabulary import (
     ACTION_DELETE,
     ACTION_NO_CHANGE,
     ALREADY_UPDATED,
+    APPROVAL_REJECTED,
     CANDIDATE_COLUMNS,
     CLAIMED,
     DEAD_LETTER,
@@ -912,6 +913,16 @@ def finish(
     row = warehouse.run(run.dag_run_id) or {}
     warehouse.prune(retention_days)
     logger.info("Sync run %s%s:\n%s", run.dag_run_id, " (dry run)" if run.dry_run else "", counts_table(row))
+    approval = json.loads(row.get("approval") or "null")
+    if approval and approval["decision"] == APPROVAL_REJECTED:
+        # A person's decision, not a fault: the run ends, and the next one plans again (and waits again).
+        logger.warning(
+            "The plan was rejected by %s at %s: nothing was applied (%d staged candidate(s) left as they were)",
+            approval["by"],
+            approval["at"],
+            counts["unfinished"],
+        )
+        return {key: row.get(key) for key in RUN_COUNT_COLUMNS}
     problems = []
     if not row.get("staged_at"):
         problems.append("candidates were not checked and staged (see the check_and_stage task)")

@@ -3,8 +3,9 @@ through PartnerCentralChannelHook. The work itself is in include.sync.steps."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,10 +18,16 @@ from include.partner_central.hooks import PartnerCentralChannelHook
 from include.sync import reconcile as reconciling
 from include.sync import steps
 from include.sync.candidates import candidate_key
-from include.sync.plan import effective_mode
+from include.sync.plan import approval_body, approval_reason, effective_mode
 from include.sync.settings import SyncSettings
 from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CandidatesTableError, Warehouse
+from include.vocabulary import APPROVAL_APPROVED, APPROVAL_REJECTED
+
+# Staged candidates of each action the approver is shown.
+SAMPLE_PER_ACTION = 5
+# Who rejected a plan nobody answered within approval_timeout_hours.
+NO_ANSWER = "nobody (no answer in time)"
 
 
 def sync_settings() -> SyncSettings:
@@ -103,6 +110,41 @@ def check_and_stage() -> list[dict[str, int]]:
         except (steps.QualityGateError, steps.DeleteGuardError, CandidatesTableError) as stop:
             raise AirflowFailException(str(stop)) from None
     return [{"number": b.number, "first": b.first, "end": b.end} for b in batches]
+
+
+def plan_to_approve(context: Any) -> tuple[str, float] | None:
+    """What the approver reads and how many hours to wait, when the run's plan needs a person (it deletes, or
+    changes more than approval_threshold); None when it may be applied at once (and for a dry run, which applies
+    nothing)."""
+    settings = sync_settings()
+    run = run_request(context, settings)
+    if run.dry_run:
+        return None
+    with open_warehouse(settings) as warehouse:
+        summary = json.loads((warehouse.run(run.dag_run_id) or {}).get("quality_summary") or "{}")
+        plan = summary.get("plan") or {}
+        reason = approval_reason(plan, approve_deletes=settings.approve_deletes, threshold=settings.approval_threshold)
+        if reason is None:
+            return None
+        sample = warehouse.staged_sample(run.dag_run_id, list(plan), SAMPLE_PER_ACTION)
+    body = approval_body(run.dag_run_id, run.mode, plan, reason, sample, settings.tables.staging)
+    return body, settings.approval_timeout_hours
+
+
+def record_approval(context: Any, *, approved: bool, answer: Mapping[str, Any]) -> None:
+    """Keep the person's answer (or the timeout's default) with the run: record_run ends a rejected run with nothing
+    applied."""
+    user = answer.get("responded_by_user") or {}
+    responded_at = answer.get("responded_at")
+    with open_warehouse(sync_settings()) as warehouse:
+        warehouse.update_run(
+            context["run_id"],
+            approval={
+                "decision": APPROVAL_APPROVED if approved else APPROVAL_REJECTED,
+                "by": user.get("name") or user.get("id") or (NO_ANSWER if answer.get("timedout") else None),
+                "at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else responded_at,
+            },
+        )
 
 
 def create_batch(batch: dict[str, int]) -> dict[str, int]:

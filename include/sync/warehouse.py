@@ -150,6 +150,8 @@ class Schema:
             *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in RUN_COUNT_COLUMNS),
             sa.Column("quality_summary", sa.Text),
             sa.Column("phase_seconds", sa.Text),
+            # JSON: a person's answer to a plan that waited for approval (decision, by, at); NULL when none waited.
+            sa.Column("approval", sa.Text),
             sa.Column("staged_at", db.UtcDateTime),
             sa.Column("started_at", db.UtcDateTime, nullable=False),
             sa.Column("ended_at", db.UtcDateTime),
@@ -612,6 +614,19 @@ class Warehouse:
         with self.transaction() as connection:
             db.bulk_insert(connection, self.schema.staging, ("dag_run_id", *STAGED_COLUMNS), values)
 
+    def staged_sample(self, dag_run_id: str, actions: Sequence[str], per_action: int) -> list[dict[str, Any]]:
+        """The first staged candidates of each action (differences decoded): what an approver is shown."""
+        staging = self.schema.staging
+        sample: list[dict[str, Any]] = []
+        for action in actions:
+            sample += self._dicts(
+                sa.select(staging.c.candidate_id, staging.c.action, staging.c.relationship_id, staging.c.differences)
+                .where(staging.c.dag_run_id == dag_run_id, staging.c.action == action)
+                .order_by(staging.c.seq)
+                .limit(per_action)
+            )
+        return [{**row, "differences": json.loads(row["differences"] or "{}")} for row in sample]
+
     def batch(self, dag_run_id: str, first: int, end: int) -> list[dict[str, Any]]:
         """Staged rows first <= seq < end that this run has not recorded an outcome for yet."""
         staging, attempts = self.schema.staging, self.schema.attempts
@@ -783,7 +798,8 @@ class Warehouse:
             existed = bool(
                 connection.execute(sa.select(runs.c.dag_run_id).where(runs.c.dag_run_id == dag_run_id)).all()
             )
-            reopened = ["data_interval_start", "data_interval_end", "is_dry_run", "staged_at", "ended_at"]
+            # A cleared run plans and waits for approval again.
+            reopened = ["data_interval_start", "data_interval_end", "is_dry_run", "staged_at", "ended_at", "approval"]
             connection.execute(
                 db.upsert(runs, connection.dialect, reopened),
                 {
@@ -793,6 +809,7 @@ class Warehouse:
                     "is_dry_run": dry_run,
                     "staged_at": None,
                     "ended_at": None,
+                    "approval": None,
                     "started_at": self.db_now(),
                 },
             )
@@ -800,7 +817,7 @@ class Warehouse:
 
     @retry_transient
     def update_run(self, dag_run_id: str, **values: Any) -> None:
-        allowed = {*RUN_COUNT_COLUMNS, "quality_summary", "phase_seconds", "staged_at", "ended_at"}
+        allowed = {*RUN_COUNT_COLUMNS, "quality_summary", "phase_seconds", "staged_at", "ended_at", "approval"}
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"unknown run columns {sorted(unknown)}")
