@@ -12,19 +12,24 @@ DEFAULT_READS_PER_SECOND = 5.0
 # The documented quota of each write (CreateRelationship, UpdateRelationship, DeleteRelationship): 3 requests per
 # second per AWS account.
 DEFAULT_WRITES_PER_SECOND = 3.0
-# Calls are spaced a little wider than 1/rate, so that jitter between sending and arriving cannot put one call more
-# than the quota into any one second.
-SPACING_MARGIN = 1.05
+# The quota counts calls per second: no one-second window may hold more than `rate` calls. Calls are spaced so that
+# `rate` consecutive intervals span WINDOW_SPARE_SECONDS more than a second; a send may then come up to that much
+# later than its instant (a caller woken late, jitter between sending and arriving) without putting one call more
+# than the quota into any one-second window.
+WINDOW_SPARE_SECONDS = 0.05
+# A caller that takes its instant at most this late keeps the schedule (the next instant is one interval after its
+# own), so the moments of waking and of taking a lock do not widen every interval; one later than this gives its
+# instant up, so that sending late cannot crowd the next caller. The rest of the spare is the network's.
+LATE_TOLERANCE_SECONDS = WINDOW_SPARE_SECONDS / 2
 
 
-# A caller that wakes up later than this share of the interval after its slot (a busy CPU, a paused process) gives the
-# slot up and takes a new one: sending late would crowd the next caller's slot.
-LATE_TOLERANCE = (SPACING_MARGIN - 1) / 2
+def spacing(rate: float) -> float:
+    """Seconds between two instants of the schedule at `rate` calls per second."""
+    return (1 + WINDOW_SPARE_SECONDS) / rate
 
 
 def wait_for_slot(
     reserve: Callable[[], tuple[float, float]],
-    interval: Callable[[], float],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> None:
@@ -35,7 +40,7 @@ def wait_for_slot(
         if slot <= now:
             return
         sleep(slot - now)
-        if clock() - slot <= LATE_TOLERANCE * interval():
+        if clock() - slot <= LATE_TOLERANCE_SECONDS:
             return
 
 
@@ -82,10 +87,10 @@ class AdaptiveRateLimiter:
         self._lock = threading.Lock()
 
     def interval(self) -> float:
-        return SPACING_MARGIN / self.rate
+        return spacing(self.rate)
 
     def acquire(self) -> None:
-        wait_for_slot(self._reserve, self.interval, self._clock, self._sleep)
+        wait_for_slot(self._reserve, self._clock, self._sleep)
 
     def _reserve(self) -> tuple[float, float]:
         with self._lock:

@@ -2,14 +2,14 @@
 
 One row holds the account's next free instant. A caller takes it right before sending, under the row's write lock,
 and moves it one interval on; a caller that comes early sleeps until it and tries again. A caller that takes its
-instant within LATE_TOLERANCE of it (the moments of waking and of taking the lock) keeps the schedule, so those
-moments do not widen every interval; one that a busy CPU woke later moves it one interval on from when it really
-sends, so it only delays the next one (nobody's slot is wasted, and no two sends come closer than the interval less
-that tolerance, still wider than 1/rate). Pool slots, concurrent DAG runs, backfills and worker hosts that
-use the same AWS connection never send more than `rate` calls per second together, however many there are. A
-throttle pushes the next free instant a second on, so everybody pauses, and halves this caller's own rate until
-successes win it back. Every instant is the warehouse's clock, so a worker whose own clock is off neither sends
-early nor makes the others wait; a wait longer than a few seconds is logged with its reason.
+instant at most LATE_TOLERANCE_SECONDS after it (the moments of waking and of taking the lock) keeps the schedule,
+so those moments do not widen every interval; one that a busy CPU woke later moves it one interval on from when it
+really sends, so it only delays the next one. Either way no one-second window holds more than `rate` sends, with
+time to spare for the network (rate_limit.WINDOW_SPARE_SECONDS). Pool slots, concurrent DAG runs, backfills and
+worker hosts that use the same AWS connection share this one schedule, however many there are. A throttle pushes
+the next free instant a second on, so everybody pauses, and halves this caller's own rate until successes win it
+back. Every instant is the warehouse's clock, so a worker whose own clock is off neither sends early nor makes the
+others wait; a wait longer than a few seconds is logged with its reason.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from include.partner_central.rate_limit import LATE_TOLERANCE, AdaptiveRateLimiter
+from include.partner_central.rate_limit import LATE_TOLERANCE_SECONDS, AdaptiveRateLimiter
 from include.sync.dialect import db_epoch, insert_missing
 from include.sync.warehouse import Warehouse, retry_transient
 
@@ -77,9 +77,10 @@ class WarehouseRateLimiter:
                     )
                     next_free = now
                 if now >= next_free:
-                    interval = self.own_rate.interval()
-                    on_schedule = now - next_free <= LATE_TOLERANCE * interval
-                    connection.execute(self._move.values(next_free_at=(next_free if on_schedule else now) + interval))
+                    on_schedule = now - next_free <= LATE_TOLERANCE_SECONDS
+                    connection.execute(
+                        self._move.values(next_free_at=(next_free if on_schedule else now) + self.own_rate.interval())
+                    )
                     return
             wait = next_free - now
             if wait > LOGGED_WAIT_SECONDS:
