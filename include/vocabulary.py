@@ -29,9 +29,14 @@ ALREADY_DELETED = "already_deleted"
 # A candidate whose relationship exists but whose row now names another relationship (a field the API cannot update
 # in place changed): reported with the fields that differ, never re-created silently.
 NEEDS_RECREATE = "needs_recreate"
+# A candidate whose relationship exists but whose change (an update, its tags, a delete) failed for good: with a
+# permanent error, or with a retryable one in `retry_budget` runs. The relationship stays as it was; the change is
+# sent again when the row changes, when the candidate is named in candidate_ids, or when a run retries rejected and
+# failed candidates (error_message says why it failed).
+CHANGE_FAILED = "change_failed"
 # The candidate has its relationship: a done state is never overwritten by a failure, a rejection or a stale run,
 # and never created again. Only an upsert (a later change of the row) moves it from one done state to another.
-DONE = (CREATED, ALREADY_EXISTS, UPDATED, ALREADY_UPDATED, NEEDS_RECREATE)
+DONE = (CREATED, ALREADY_EXISTS, UPDATED, ALREADY_UPDATED, NEEDS_RECREATE, CHANGE_FAILED)
 # The candidate's relationship was deleted by the sync (mode mirror): the candidate left the feed or is marked absent.
 # Its row, if it comes back present, is created anew.
 GONE = (DELETED, ALREADY_DELETED)

@@ -216,6 +216,28 @@ def test_a_delete_that_fails_keeps_the_relationship_recorded_and_is_tried_again(
     assert sync(test_warehouse, request("third", mode=MIRROR), GUARDS_OFF)["deleted"] == 1
 
 
+def test_a_delete_failing_in_every_run_is_dead_lettered_and_sent_again_only_when_asked(test_warehouse, emulator):
+    three(test_warehouse)
+    sync(test_warehouse, request("first"))
+    remove(test_warehouse, "c1")
+    emulator.emulator.configure({"internal_error_rate": 1.0})
+    failing = SyncSettings(
+        rate_per_second=50, batch_size=10, max_attempts=2, max_retry_seconds=1, max_delete_ratio=1, retry_budget=2
+    )
+
+    assert sync(test_warehouse, request("second", mode=MIRROR), failing)["failed_retryable"] == 1
+    third = sync(test_warehouse, request("third", mode=MIRROR), failing)
+
+    assert third["dead_letter"] == 1 and history(test_warehouse, "third") == {"c1": "dead_letter"}
+    assert outcome(test_warehouse, "c1")["status"] == "change_failed"
+    emulator.emulator.configure({"internal_error_rate": 0.0})
+    fourth = sync(test_warehouse, request("fourth", mode=MIRROR), GUARDS_OFF)
+    assert fourth["deleted"] == 0 and not calls(emulator, "DeleteRelationship")
+    fifth = sync(test_warehouse, request("fifth", mode=MIRROR, include_all_pending=True), GUARDS_OFF)
+    assert fifth["deleted"] == 1 and len(calls(emulator, "DeleteRelationship")) == 1
+    assert outcome(test_warehouse, "c1")["status"] == "deleted"
+
+
 # -- without a database -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "expected"),

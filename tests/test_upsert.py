@@ -4,7 +4,9 @@ create mode stays as it was. The plan's pure logic is tested without a database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 
@@ -133,13 +135,20 @@ def test_a_change_of_identity_is_recorded_as_needs_recreate_and_nothing_is_sent(
     assert outcome(test_warehouse)["status"] == "already_updated"
 
 
-def test_an_update_that_fails_keeps_the_relationship_and_is_tried_again(test_warehouse, emulator):
+def created_then_renamed_with_updates_failing(test_warehouse, emulator, retry_budget: int = 5) -> SyncSettings:
+    """c1 created, then renamed; every attempt of an update answers a 500 (retryable), past the retry policy of the
+    settings returned."""
     test_warehouse.seed([one("c1", "2026-11-20T10:00:00+00:00")])
     sync(test_warehouse, request("first"))
     change_row(test_warehouse, "display_name", "Renamed Inc")
-    # Every attempt of the run's update answers a 500 (retryable), past the retry policy.
     emulator.emulator.configure({"internal_error_rate": 1.0})
-    failing = SyncSettings(rate_per_second=50, batch_size=10, max_attempts=2, max_retry_seconds=1)
+    return SyncSettings(
+        rate_per_second=50, batch_size=10, max_attempts=2, max_retry_seconds=1, retry_budget=retry_budget
+    )
+
+
+def test_an_update_that_fails_keeps_the_relationship_and_is_tried_again(test_warehouse, emulator):
+    failing = created_then_renamed_with_updates_failing(test_warehouse, emulator)
 
     second = sync(test_warehouse, request("second", mode=UPSERT), failing)
 
@@ -150,6 +159,53 @@ def test_an_update_that_fails_keeps_the_relationship_and_is_tried_again(test_war
     third = sync(test_warehouse, request("third", mode=UPSERT))
     assert third["updated"] == 1
     assert only_relationship(emulator)["displayName"] == "Renamed Inc"
+
+
+def test_an_update_failing_in_every_run_is_dead_lettered_after_the_budget_and_sent_again_when_asked(
+    test_warehouse, emulator
+):
+    failing = created_then_renamed_with_updates_failing(test_warehouse, emulator, retry_budget=2)
+    created = outcome(test_warehouse)
+
+    assert sync(test_warehouse, request("second", mode=UPSERT), failing)["failed_retryable"] == 1
+    assert (outcome(test_warehouse)["status"], outcome(test_warehouse)["failed_runs"]) == ("created", 1)
+    third = sync(test_warehouse, request("third", mode=UPSERT), failing)
+
+    # The second failing run is the budget's last: dead-lettered, the run fails naming it, the relationship stays.
+    assert third["dead_letter"] == 1
+    with pytest.raises(steps.SyncRunFailed, match=re.escape("1 candidate(s) were dead-lettered")):
+        steps.finish(test_warehouse.warehouse(), request("third", mode=UPSERT))
+    assert history(test_warehouse, "third") == {"c1": "dead_letter"}
+    state = outcome(test_warehouse)
+    assert state["status"] == "change_failed" and "dead-lettered: failed in 2 runs" in state["error_message"]
+    assert (state["relationship_id"], state["request_json"]) == (created["relationship_id"], created["request_json"])
+    # Not sent again by the next run, even with the API healthy again, and that run does not fail.
+    emulator.emulator.configure({"internal_error_rate": 0.0})
+    sent = len(emulator.emulator.call_log())
+    fourth = request("fourth", mode=UPSERT)
+    steps.prepare(test_warehouse.warehouse(), SyncSettings(), fourth)
+    steps.finish(test_warehouse.warehouse(), fourth)  # does not fail: the dead letter was the third run's to report
+    assert len(emulator.emulator.call_log()) == sent
+    # A run that retries rejected and failed candidates sends it, once.
+    fifth = sync(test_warehouse, request("fifth", mode=UPSERT, include_all_pending=True))
+    assert fifth["updated"] == 1 and len(calls(emulator, "UpdateRelationship")) == 1
+    state = outcome(test_warehouse)
+    assert (state["status"], state["failed_runs"], state["error_message"]) == ("updated", 0, None)
+    assert only_relationship(emulator)["displayName"] == "Renamed Inc"
+
+
+def test_a_dead_lettered_update_is_planned_again_when_its_row_changes_with_a_new_budget(test_warehouse, emulator):
+    failing = created_then_renamed_with_updates_failing(test_warehouse, emulator, retry_budget=1)
+    assert sync(test_warehouse, request("second", mode=UPSERT), failing)["dead_letter"] == 1
+
+    change_row(test_warehouse, "display_name", "Renamed Again", at="2026-11-21T09:00:00+00:00")
+    # Its failures start again from none: one more failing run, within a budget of 2, is not a dead letter yet.
+    third = sync(test_warehouse, request("third", mode=UPSERT), dataclasses.replace(failing, retry_budget=2))
+    assert (third["failed_retryable"], third["dead_letter"]) == (1, 0)
+    emulator.emulator.configure({"internal_error_rate": 0.0})
+    fourth = sync(test_warehouse, request("fourth", mode=UPSERT))
+
+    assert fourth["updated"] == 1 and only_relationship(emulator)["displayName"] == "Renamed Again"
 
 
 def test_a_dry_run_in_upsert_mode_plans_the_update_and_sends_nothing(test_warehouse, emulator):

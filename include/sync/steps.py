@@ -43,6 +43,7 @@ from include.vocabulary import (
     ALREADY_UPDATED,
     APPROVAL_REJECTED,
     CANDIDATE_COLUMNS,
+    CHANGE_FAILED,
     CLAIMED,
     DEAD_LETTER,
     DESIRED_STATE_COLUMN,
@@ -127,14 +128,17 @@ def why_taken(prior: dict[str, Any], fingerprint: str, *, stale_before: dt.datet
     """Whether a candidate needs this run, and why, from its current state and the fingerprint of its row. The
     answers that take it: NEW, CHANGED, RETRY, STALE_CLAIM, RETURNED; the others leave it: CONVERGED, CHANGED_AFTER_DONE
     (created, and the row changed since: reported), IN_FLIGHT (another live run's claim), SETTLED (rejected or failed
-    for good with an unchanged row: a re-evaluation the run asks for turns it into REEVALUATE)."""
+    for good with an unchanged row, or a change that failed for good: a re-evaluation the run asks for turns it into
+    REEVALUATE)."""
     status = prior.get("status")
     if status is None:
         return NEW
     changed = prior.get("fingerprint") != fingerprint
     if status in DONE:
         # A row created before fingerprints were recorded has none: it counts as unchanged.
-        return CHANGED_AFTER_DONE if changed and prior.get("fingerprint") else CONVERGED
+        if changed and prior.get("fingerprint"):
+            return CHANGED_AFTER_DONE
+        return SETTLED if status == CHANGE_FAILED else CONVERGED
     if status in GONE:
         return RETURNED
     if status == CLAIMED:
@@ -252,6 +256,8 @@ class Triage:
         # All copies of a duplicated id are one rejection; its fingerprint says how many copies there were.
         fingerprint = f"duplicate-id:{copies}" if copies else cand.fingerprint(row)
         why = why_taken(prior, fingerprint, stale_before=self.stale_before)
+        # A change that failed for good, whose row changed since: its failures start again from none.
+        changed_since_failure = prior["status"] == CHANGE_FAILED and why == CHANGED_AFTER_DONE
         if desired_problem is not None:
             problems.append(desired_problem)
             if why in (CONVERGED, CHANGED_AFTER_DONE, SETTLED):
@@ -263,6 +269,8 @@ class Triage:
             or (self.reevaluate_interval and self.run.in_interval(cand.parse_timestamp(raw["updated_at"])[0]))
         ):
             why = REEVALUATE
+        if why == REEVALUATE and prior["status"] == CHANGE_FAILED:
+            why = CHANGED_AFTER_DONE  # its change, planned again against the request applied
         if why == CONVERGED or (why == CHANGED_AFTER_DONE and not self.run.updates):
             self._count_done(key, why)
             return None
@@ -284,7 +292,7 @@ class Triage:
         row.update(
             why=why,
             fingerprint=fingerprint,
-            prior_failed_runs=0 if why in (CHANGED, RETURNED) else (prior["failed_runs"] or 0),
+            prior_failed_runs=0 if why in (CHANGED, RETURNED) or changed_since_failure else (prior["failed_runs"] or 0),
             first_check=why in FIRST_CHECK,
         )
         return row
@@ -297,8 +305,8 @@ class Triage:
             return False
         prior = {"status": raw["prior_status"], "fingerprint": raw["prior_fingerprint"]}
         why = why_taken(prior, quick, stale_before=self.stale_before)
-        if why == CHANGED_AFTER_DONE and self.run.updates:
-            return False  # taken: the full path builds its row
+        if (why == CHANGED_AFTER_DONE and self.run.updates) or why == SETTLED:
+            return False  # taken, or a failed change the run may re-evaluate: the full path judges it
         self._count_done(key, why)
         return True
 
@@ -571,7 +579,12 @@ def _planned_deletes(
     candidate left the feed or is marked absent (only those: a relationship it did not create has no outcome).
     Past max_deletes or max_delete_ratio, DeleteGuardError: nothing is staged, and the run sends nothing."""
     left = warehouse.left_the_feed(sorted(triage.named))
-    applied = warehouse.applied(sorted({*left, *triage.absent_with_relationship}))
+    applied = {
+        candidate_id: relationship
+        for candidate_id, relationship in warehouse.applied(sorted({*left, *triage.absent_with_relationship})).items()
+        # A delete that failed for good is sent again only when the run asks for it.
+        if relationship["status"] != CHANGE_FAILED or candidate_id in triage.named or run.include_all_pending
+    }
     held = warehouse.held_relationships()
     ratio = len(applied) / held if held else 0.0
     if guarded and (len(applied) > settings.max_deletes or ratio > settings.max_delete_ratio):
@@ -617,7 +630,7 @@ def _planned_deletes(
                 relationship["client_token"],
                 None,
                 None,
-                0,
+                relationship["failed_runs"],
                 ACTION_DELETE,
                 rid,
                 relationship["relationship_arn"],
@@ -713,9 +726,9 @@ def create_batch(
                 elif row["action"] == ACTION_CREATE:
                     outcome = _send(warehouse, settings, run, row, hook, limiter, policy, logger)
                 elif row["action"] == ACTION_DELETE:
-                    outcome = _delete(row, hook, changes or ChangeLimiters(limiter, limiter), policy, logger)
+                    outcome = _delete(row, hook, changes or ChangeLimiters(limiter, limiter), settings, logger)
                 else:
-                    outcome = _change(row, hook, changes or ChangeLimiters(limiter, limiter), policy, logger)
+                    outcome = _change(row, hook, changes or ChangeLimiters(limiter, limiter), settings, logger)
             except AccountLevelError as stop:
                 if not run.dry_run:
                     warehouse.leave_pending(run.dag_run_id, rows[index:], stop.error.code, str(stop))
@@ -766,23 +779,7 @@ def _send(
         )
     except ApiError as error:
         stop_if_account_level(error)
-        failed_runs = (row["prior_failed_runs"] or 0) + 1 if error.retryable else row["prior_failed_runs"] or 0
-        dead = error.retryable and failed_runs >= settings.retry_budget
-        message = error.message
-        if dead:
-            message += (
-                f" [dead-lettered: failed in {failed_runs} runs (retry_budget {settings.retry_budget}); sent again"
-                " when its row changes, when named in candidate_ids, or by a backfill over its interval]"
-            )
-        return Outcome(
-            status=DEAD_LETTER if dead else FAILED,
-            error_code=error.code,
-            error_message=message,
-            retryable=error.retryable and not dead,
-            attempts=error.attempts,
-            failed_runs=failed_runs,
-            **base,
-        )
+        return _failed(error, error.attempts, row["prior_failed_runs"], settings.retry_budget, base)
     holder = warehouse.relationship_holder(result.relationship_id, row["candidate_id"])
     if holder is not None:
         # The API answered with a relationship that another candidate already holds (the same identity, so the same
@@ -810,13 +807,14 @@ def _change(
     row: dict[str, Any],
     hook: PartnerCentralChannelHook,
     limiters: ChangeLimiters,
-    policy: RetryPolicy,
+    settings: SyncSettings,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> Outcome:
     """Bring an existing relationship to the row: UpdateRelationship at its current revision (a conflict re-reads
     and sends once more), then its tags. No claim: an update carries the revision it read, so a second sender of the
     same change meets a conflict and finds it made. A candidate's own error is its outcome (history only: the
     relationship and its recorded state stay as they were, and the next run tries again)."""
+    policy = settings.retry_policy
     desired, differences = json.loads(row["request_json"]), json.loads(row["differences"] or "{}")
     rid, arn = row["relationship_id"], row["relationship_arn"]
     base = {**_staged(row), "relationship_id": rid, "relationship_arn": arn}
@@ -855,7 +853,7 @@ def _change(
             if to_set or to_remove:
                 status, attempts = UPDATED, attempts + bool(to_set) + bool(to_remove)
     except ApiError as error:
-        return _change_failed(error, attempts, base, logger)
+        return _change_failed(error, attempts, row, base, settings.retry_budget, logger)
     return Outcome(status=status, attempts=attempts, request_json=row["request_json"], **base)
 
 
@@ -863,7 +861,7 @@ def _delete(
     row: dict[str, Any],
     hook: PartnerCentralChannelHook,
     limiters: ChangeLimiters,
-    policy: RetryPolicy,
+    settings: SyncSettings,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> Outcome:
     """Delete a relationship of a candidate that left the feed or is marked absent, with the relationship's own
@@ -873,30 +871,57 @@ def _delete(
     base = {**_staged(row), "relationship_id": row["relationship_id"], "relationship_arn": row["relationship_arn"]}
     try:
         result = hook.delete_relationship(
-            json.loads(row["request_json"]), limiter=limiters.delete or limiters.write, policy=policy, logger=logger
+            json.loads(row["request_json"]),
+            limiter=limiters.delete or limiters.write,
+            policy=settings.retry_policy,
+            logger=logger,
         )
     except ApiError as error:
-        return _change_failed(error, 0, base, logger)
+        return _change_failed(error, 0, row, base, settings.retry_budget, logger)
     return Outcome(status=result.status, attempts=result.attempts, request_json=row["request_json"], **base)
 
 
+def _failed(
+    error: ApiError, attempts: int, prior_failed_runs: int | None, budget: int, base: dict[str, Any]
+) -> Outcome:
+    """A candidate's own error, as its outcome: failed (retryable or not), or dead-lettered when a retryable error
+    has now failed it in `budget` runs."""
+    failed_runs = (prior_failed_runs or 0) + error.retryable
+    dead = error.retryable and failed_runs >= budget
+    message = error.message
+    if dead:
+        message += (
+            f" [dead-lettered: failed in {failed_runs} runs (retry_budget {budget}); sent again when its row changes,"
+            " when named in candidate_ids, when a run retries rejected and failed candidates, or by a backfill over"
+            " its interval]"
+        )
+    return Outcome(
+        status=DEAD_LETTER if dead else FAILED,
+        error_code=error.code,
+        error_message=message,
+        retryable=error.retryable and not dead,
+        attempts=attempts,
+        failed_runs=failed_runs,
+        **base,
+    )
+
+
 def _change_failed(
-    error: ApiError, attempts: int, base: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter
+    error: ApiError,
+    attempts: int,
+    row: dict[str, Any],
+    base: dict[str, Any],
+    budget: int,
+    logger: logging.Logger | logging.LoggerAdapter,
 ) -> Outcome:
     """A change of an existing relationship (update, tags, delete) the API refused: an account-level error stops the
-    batch; a candidate's own is its outcome (history only: its recorded state stays)."""
+    batch; a candidate's own is its outcome. The relationship stays recorded as it was; a failure for good (a
+    permanent error, or a retryable one in `budget` runs) makes its state change_failed, sent again only when asked."""
     stop_if_account_level(error)
     logger.error(
         "Changing relationship %s of candidate %s failed: %s", base["relationship_id"], base["candidate_id"], error
     )
-    return Outcome(
-        status=FAILED,
-        error_code=error.code,
-        error_message=error.message,
-        retryable=error.retryable,
-        attempts=attempts + error.attempts,
-        **base,
-    )
+    return _failed(error, attempts + error.attempts, row["prior_failed_runs"], budget, base)
 
 
 def finish(

@@ -30,6 +30,7 @@ from include.sync import dialect as db
 from include.sync.settings import Tables
 from include.vocabulary import (
     ACTION_CREATE,
+    CHANGE_FAILED,
     CLAIMED,
     CREATED,
     DEAD_LETTER,
@@ -537,7 +538,7 @@ class Warehouse:
         created by an earlier version of the package): what an upsert compares their changed rows with."""
         outcomes = self.schema.outcomes
         found: dict[str, dict[str, Any]] = {}
-        columns = ("relationship_id", "relationship_arn", "client_token", "request_json", "status")
+        columns = ("relationship_id", "relationship_arn", "client_token", "request_json", "status", "failed_runs")
         for condition in db.one_of(outcomes.c.candidate_id, candidate_ids, self.engine.dialect):
             rows = self._dicts(
                 sa.select(outcomes.c.candidate_id, *(outcomes.c[name] for name in columns)).where(
@@ -699,6 +700,25 @@ class Warehouse:
             ],
         )
 
+    def _write_change_failures(self, connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """A failed change of a candidate's relationship: the relationship and the request applied to it stay, and the
+        failure is kept with them (failed_runs counts toward retry_budget). A failure for good (permanent, or
+        dead-lettered) makes the state change_failed, with the row's fingerprint: it is not taken again until the
+        row changes or a run asks for it."""
+        outcomes = self.schema.outcomes
+        for row in rows:
+            names = ("error_code", "error_message", "retryable", "failed_runs", "dag_run_id", "updated_at")
+            values = {name: row[name] for name in names}
+            if not row["retryable"]:
+                values["status"] = CHANGE_FAILED
+                if row["fingerprint"]:
+                    values["fingerprint"] = row["fingerprint"]
+            connection.execute(
+                sa.update(outcomes)
+                .where(outcomes.c.candidate_id == row["candidate_id"], outcomes.c.status.in_(DONE))
+                .values(values)
+            )
+
     @retry_transient
     def leave_pending(
         self, dag_run_id: str, rows: Sequence[dict[str, Any]], error_code: str, error_message: str
@@ -744,13 +764,15 @@ class Warehouse:
             connection.execute(db.upsert(attempts, connection.dialect, list(RESULT_COLUMNS[1:])), rows)
             if current_state:
                 # A created relationship is never overwritten by a later failure, rejection or stale run; only a
-                # change of it (an update, a delete) is.
+                # change of it (an update, a delete) is. A change that failed names its relationship.
+                changes_failed = [r for r in rows if r["status"] in (FAILED, DEAD_LETTER) and r["relationship_id"]]
                 self._write_current(connection, [r for r in rows if r["status"] in (*DONE, *GONE)])
                 self._write_current(
                     connection,
-                    [r for r in rows if r["status"] not in (*DONE, *GONE)],
+                    [r for r in rows if r["status"] not in (*DONE, *GONE) and r not in changes_failed],
                     none_of(self.schema.outcomes.c.status, DONE),
                 )
+                self._write_change_failures(connection, changes_failed)
 
     @staticmethod
     def _result_row(dag_run_id: str, outcome: Outcome, now: dt.datetime) -> dict[str, Any]:
@@ -834,10 +856,9 @@ class Warehouse:
     def run_counts(self, dag_run_id: str) -> dict[str, int]:
         """What this run's history holds, per status (failures split by retryable), plus staged rows left over."""
         attempts, staging = self.schema.attempts, self.schema.staging
-        counts = dict.fromkeys(
-            (*DONE, *GONE, REJECTED, PENDING, DRY_RUN, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"),
-            0,
-        )
+        # change_failed is a current state only: a run's history says failed or dead_letter.
+        recorded = (*(status for status in DONE if status != CHANGE_FAILED), *GONE, REJECTED, PENDING, DRY_RUN)
+        counts = dict.fromkeys((*recorded, SKIPPED, DEAD_LETTER, "failed_retryable", "failed_permanent"), 0)
         per_status = self._all(
             sa.select(attempts.c.status, attempts.c.retryable, sa.func.count())
             .where(attempts.c.dag_run_id == dag_run_id)
