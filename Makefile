@@ -6,6 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 ENV := source scripts/env.sh &&
 AIRFLOW_HOME_DIR := .airflow
+# make airflow EXECUTOR=celery: the CeleryExecutor with two workers, Redis and PostgreSQL (see dev/local_stack).
+EXECUTOR ?= local
 
 .PHONY: help setup demo test e2e bench lint emulator airflow airflow-stop lock clean
 
@@ -14,7 +16,8 @@ help:
 	@echo "make test      set up, then run the whole test suite"
 	@echo "make e2e       only the end-to-end tests, on a running local Airflow (tests/e2e)"
 	@echo "make bench     the benchmark (about 10 minutes): prints its table and writes BENCHMARKS.md"
-	@echo "make airflow   start a local Airflow (UI on http://127.0.0.1:8080, LocalExecutor, emulator) in the background"
+	@echo "make airflow   start a local Airflow (UI on http://127.0.0.1:8080, LocalExecutor, emulator) in the background;"
+	@echo "               EXECUTOR=celery: on the CeleryExecutor, two workers, Redis and PostgreSQL"
 	@echo "make airflow-stop  stop it"
 	@echo "make emulator  run the Partner Central emulator in the foreground on 127.0.0.1:4566"
 	@echo "make lint      ruff"
@@ -58,7 +61,8 @@ bench: setup
 	$(ENV) python -m bench.run
 
 airflow: setup
-	@$(ENV) python -m dev.local_stack start
+	@if [ "$(EXECUTOR)" = celery ]; then scripts/services.sh; fi
+	@$(ENV) EXECUTOR=$(EXECUTOR) python -m dev.local_stack start
 
 airflow-stop: $(VENV)/.installed
 	@$(ENV) python -m dev.local_stack stop
@@ -75,4 +79,4 @@ lock:
 clean:
 	-scripts/emulator.sh stop
 	-test ! -x $(VENV)/bin/python || $(ENV) python -m dev.local_stack stop
-	rm -rf $(VENV) $(AIRFLOW_HOME_DIR)
+	rm -rf $(VENV) $(AIRFLOW_HOME_DIR) .airflow-celery

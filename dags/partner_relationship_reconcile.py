@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
+
+from include.sync.lineage import lineage_task
 
 # Read at parse time because Airflow needs it to build the DAG; everything else is read inside the task.
 SCHEDULE = os.environ.get("PARTNER_RECONCILE_SCHEDULE", "@daily")
@@ -32,7 +34,7 @@ SCHEDULE = os.environ.get("PARTNER_RECONCILE_SCHEDULE", "@daily")
     doc_md=__doc__,
 )
 def partner_relationship_reconcile():
-    @task
+    @lineage_task  # its OpenLineage events: AWS's relationships in, the remote and drift tables out
     def reconcile() -> dict:
         from include.sync import tasks  # boto3 and the warehouse drivers: imported when the task runs
 

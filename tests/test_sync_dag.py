@@ -10,6 +10,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from dev.demo_data import PMA, sample_candidates
 from dev.emulator.service import max_in_any_second
+from include.sync.preflight import is_probe
 from tests.test_dag_integrity import DAGS_FOLDER
 
 DAY = dt.date(2026, 11, 20)
@@ -35,8 +36,17 @@ def run(sync_dag, logical_date=LOGICAL_DATE, **conf):
     return sync_dag.test(logical_date=logical_date, run_conf=conf or None)
 
 
+def sync_calls(emulator, operation: str) -> list[dict]:
+    """The sync's calls of an operation (its preflight's probes, which change nothing, left out)."""
+    return [
+        call
+        for call in emulator.emulator.call_log()
+        if call["operation"] == operation and not is_probe(call["request"])
+    ]
+
+
 def creates(emulator) -> list[dict]:
-    return [call for call in emulator.emulator.call_log() if call["operation"] == "CreateRelationship"]
+    return sync_calls(emulator, "CreateRelationship")
 
 
 def outcomes(test_warehouse) -> dict[str, dict]:
@@ -190,7 +200,7 @@ def test_a_trigger_that_breaks_the_params_schema_is_refused(sync_dag, test_wareh
     assert creates(emulator) == []
 
 
-def test_expired_credentials_fail_the_run_leave_every_candidate_pending_and_the_next_run_sends_them(
+def test_expired_credentials_fail_the_run_at_its_preflight_and_the_next_run_sends_every_candidate(
     sync_dag, test_warehouse, emulator
 ):
     test_warehouse.seed(sample_candidates(DAY))
@@ -199,10 +209,16 @@ def test_expired_credentials_fail_the_run_leave_every_candidate_pending_and_the_
     broken = run(sync_dag)
 
     assert broken.state == "failed"
-    states = outcomes(test_warehouse)
-    assert Counter(row["status"] for row in states.values()) == {"pending": GOOD, "rejected": BAD}
-    assert all("ExpiredTokenException" in row["error_message"] for row in states.values() if row["status"] == "pending")
-    assert len(creates(emulator)) == 3  # one call per batch, then each batch stopped
+    states = {ti.task_id: ti.state for ti in broken.get_task_instances()}
+    assert (states["preflight"], states["check_and_stage"], states["record_run"]) == (
+        "failed",
+        "upstream_failed",
+        "failed",
+    )
+    assert outcomes(test_warehouse) == {}  # nothing claimed, nothing recorded
+    assert [call["operation"] for call in emulator.emulator.call_log()] == ["GetCallerIdentity"]
+    [row] = test_warehouse.query("SELECT * FROM partner_relationship_sync_runs")
+    assert "preflight: the AWS connection 'aws_default' has no valid credentials: ExpiredToken" in row["problems"]
 
     emulator.emulator.configure({"expired_token": False})
     fixed = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=3))  # a later day: the pending rows come too
@@ -251,16 +267,16 @@ def test_upsert_from_the_setting_updates_a_renamed_candidate_and_a_run_may_not_w
     # The setting says create: a run that asks for upsert is refused, and nothing is sent.
     refused = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=1), mode="upsert")
     assert refused.state == "failed"
-    assert [c for c in emulator.emulator.call_log() if c["operation"] == "UpdateRelationship"] == []
+    assert sync_calls(emulator, "UpdateRelationship") == []
 
     monkeypatch.setenv("PARTNER_SYNC_MODE", "upsert")
     narrowed = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=2), mode="create")
     assert narrowed.state == "success"
-    assert [c for c in emulator.emulator.call_log() if c["operation"] == "UpdateRelationship"] == []
+    assert sync_calls(emulator, "UpdateRelationship") == []
 
     upsert = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=3), mode=None)  # the setting's
     assert upsert.state == "success"
-    updates = [c for c in emulator.emulator.call_log() if c["operation"] == "UpdateRelationship"]
+    updates = sync_calls(emulator, "UpdateRelationship")
     assert len(updates) == 1
     relationship = outcomes(test_warehouse)[renamed]
     assert relationship["status"] == "updated"
@@ -293,7 +309,7 @@ def test_mirror_from_the_setting_deletes_a_removed_candidate_once_and_its_guard_
     monkeypatch.setenv("PARTNER_SYNC_MAX_DELETE_RATIO", "0.2")
     mirrored = run(sync_dag, logical_date=LOGICAL_DATE + dt.timedelta(days=2), mode=None)
     assert mirrored.state == "success"
-    deletes = [c for c in emulator.emulator.call_log() if c["operation"] == "DeleteRelationship"]
+    deletes = sync_calls(emulator, "DeleteRelationship")
     assert len(deletes) == 3
     assert not gone & {r["id"] for r in emulator.emulator.relationship_list()}
     assert {cid: outcomes(test_warehouse)[cid]["status"] for cid in removed} == dict.fromkeys(removed, "deleted")

@@ -1,6 +1,7 @@
 """HTTP front of the emulator: the AWS JSON 1.0 protocol, so stock boto3 reaches it through `endpoint_url`.
 
-Besides the API (POST / with X-Amz-Target) it serves a small admin interface for tests and people:
+Besides the API (POST / with X-Amz-Target), and STS's GetCallerIdentity (a form POST, the query protocol), it serves
+a small admin interface for tests and people:
 GET /_emulator/health, GET /_emulator/calls, GET /_emulator/relationships, GET /_emulator/program-management-accounts,
 POST /_emulator/config (JSON of Settings fields, e.g. {"internal_error_rate": 1.0}), POST /_emulator/reset, and
 POST /_emulator/program-management-accounts ({"access_key" or "account", "id", "status", ...}: set up one PMA).
@@ -14,15 +15,32 @@ import logging
 import re
 import socket
 import threading
+import urllib.parse
 from dataclasses import asdict, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from xml.sax.saxutils import escape
 
-from dev.emulator.service import ApiFault, DropResponse, Emulator, Settings, account_id_for, setting_kind
+from dev.emulator.service import (
+    CALLER_IDENTITY,
+    ApiFault,
+    DropResponse,
+    Emulator,
+    Settings,
+    account_id_for,
+    setting_kind,
+)
 from include.partner_central.service_model import service_model
 
 log = logging.getLogger("partner_central_emulator")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+# The front door's faults as STS names them.
+STS_ERROR_CODES = {
+    "UnrecognizedClientException": "InvalidClientTokenId",
+    "InvalidSignatureException": "SignatureDoesNotMatch",
+    "ExpiredTokenException": "ExpiredToken",
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,6 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, view(), "application/json")
 
     def do_POST(self) -> None:
+        form = self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
+        if form and not self.path.startswith("/_emulator/"):
+            self._sts()
+            return
         try:
             body = self._body()
         except ValueError as exc:
@@ -93,6 +115,37 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, response)
 
+    def _sts(self) -> None:
+        """STS's GetCallerIdentity in AWS's query protocol (a form in, XML out): a preflight asks who its credentials
+        are, through the same endpoint_url as Partner Central's calls."""
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode() if length else "")
+        action = form.get("Action", [""])[0]
+        match = CREDENTIAL.search(self.headers.get("Authorization", ""))
+        if action != CALLER_IDENTITY or match is None:
+            self._send_xml(400, _sts_error("InvalidAction", f"action {action!r} is not emulated, or not signed"))
+            return
+        try:
+            identity = self.server.emulator.handle(action, {}, match.group(1), self.headers.get("X-Amz-Date"))
+        except ApiFault as fault:
+            self._send_xml(fault.status, _sts_error(STS_ERROR_CODES.get(fault.code, fault.code), str(fault)))
+            return
+        result = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in identity.items())
+        self._send_xml(
+            200,
+            f'<GetCallerIdentityResponse xmlns="{STS_NAMESPACE}"><GetCallerIdentityResult>{result}'
+            "</GetCallerIdentityResult></GetCallerIdentityResponse>",
+        )
+
+    def _send_xml(self, status: int, body: str) -> None:
+        payload = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", self.server.next_request_id())
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _admin(self, path: str, body: dict[str, Any]) -> None:
         emulator = self.server.emulator
         try:
@@ -117,6 +170,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"message": str(exc)}, "application/json")
             return
         self._send(200, {"settings": asdict(emulator.settings)}, "application/json")
+
+
+def _sts_error(code: str, message: str) -> str:
+    return (
+        f'<ErrorResponse xmlns="{STS_NAMESPACE}"><Error><Type>Sender</Type><Code>{escape(code)}</Code>'
+        f"<Message>{escape(message)}</Message></Error></ErrorResponse>"
+    )
 
 
 class EmulatorServer(ThreadingHTTPServer):

@@ -42,6 +42,8 @@ WRITE_RATES = {
     "DeleteRelationship": "delete_rate",
 }
 # Operations whose faults (internal errors, lost responses) are injected: the ones that change something.
+# STS's GetCallerIdentity (AWS query protocol), answered for the same accounts: who a connection's credentials are.
+CALLER_IDENTITY = "GetCallerIdentity"
 FAULTED_OPERATIONS = frozenset({*WRITE_RATES, "TagResource", "UntagResource"})
 PMA_STATUSES = ("PENDING", "ACTIVE", "INACTIVE")
 ERROR_STATUS = {
@@ -82,6 +84,8 @@ class Settings:
     max_clock_skew_seconds: float = 300.0  # a request signed further than this from the service's clock is refused
     # Faults of AWS's front door, answered to every call before validation and throttling:
     access_denied_reason: str | None = None  # AccessDeniedException with this `reason`
+    # Comma-separated operations the caller's IAM policy does not allow: AccessDeniedException for those only.
+    denied_operations: str | None = None
     expired_token: bool = False  # ExpiredTokenException
     invalid_signature: bool = False  # InvalidSignatureException, as for a caller whose clock is off
     unrecognized_client: bool = False  # UnrecognizedClientException
@@ -126,7 +130,15 @@ def _converted(setting: Field[Any], value: Any) -> Any:
         value = kind(value)
     if setting.name == "access_denied_reason":
         _check_access_denied_reason(value)
+    if setting.name == "denied_operations":
+        unknown = sorted(set(_operations(value)) - set(OPERATIONS))
+        if unknown:
+            raise ValueError(f"emulator setting denied_operations names unknown operation(s) {', '.join(unknown)}")
     return value
+
+
+def _operations(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def _check_access_denied_reason(value: str) -> None:
@@ -247,8 +259,12 @@ class Emulator:
         try:
             if self.settings.latency_ms:
                 time.sleep(self.settings.latency_ms / 1000)
-            self._authenticate(operation, account, amz_date)
-            response = self._dispatch(operation, params, account, call)
+            self._authenticate(account, amz_date)
+            if operation == CALLER_IDENTITY:
+                response = self._caller_identity(access_key, account)
+            else:
+                self._authorize(operation, account)
+                response = self._dispatch(operation, params, account, call)
             call.status = 200
             call.relationship_id = (response.get("relationshipDetail") or {}).get("id")
             return response
@@ -264,8 +280,8 @@ class Emulator:
                 self._in_flight -= 1
                 call.ended = time.time()
 
-    def _authenticate(self, operation: str, account: str, amz_date: str | None) -> None:
-        """AWS's front door: who is calling, whether the signature holds and is fresh, whether they may call."""
+    def _authenticate(self, account: str, amz_date: str | None) -> None:
+        """AWS's front door: who is calling, whether the signature holds and is fresh."""
         settings = self.settings
         if settings.unrecognized_client:
             raise ApiFault("UnrecognizedClientException", "The security token included in the request is invalid.")
@@ -288,12 +304,21 @@ class Emulator:
             )
         if settings.expired_token:
             raise ApiFault("ExpiredTokenException", "The security token included in the request is expired")
-        if settings.access_denied_reason is not None:
+
+    def _authorize(self, operation: str, account: str) -> None:
+        """Whether the caller's IAM policy allows the operation."""
+        settings = self.settings
+        if settings.access_denied_reason is not None or operation in _operations(settings.denied_operations):
             raise ApiFault(
                 "AccessDeniedException",
                 f"User: arn:aws:iam::{account}:user/emulated is not authorized to perform: partnercentral:{operation}",
-                reason=settings.access_denied_reason,
+                reason=settings.access_denied_reason or "ACCESS_DENIED",
             )
+
+    @staticmethod
+    def _caller_identity(access_key: str, account: str) -> dict[str, Any]:
+        """STS GetCallerIdentity, which needs no permission: the account and identity an access key stands for."""
+        return {"Account": account, "Arn": f"arn:aws:iam::{account}:user/emulated", "UserId": access_key}
 
     def _dispatch(self, operation: str, params: Any, account: str, call: Call) -> dict[str, Any]:
         if operation not in OPERATIONS:

@@ -24,6 +24,24 @@ def fresh_postgres_database(name: str, server: str = "host=127.0.0.1 port=5432 u
     connection.close()
 
 
+def postgres_url(name: str) -> str:
+    """The SQLAlchemy URL of a database on the local PostgreSQL server."""
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def ensure_postgres_database(name: str, server: str = "host=127.0.0.1 port=5432 user=postgres") -> None:
+    """Create a database on the local PostgreSQL server unless it exists (a kept stack's metadata)."""
+    import psycopg2
+
+    connection = psycopg2.connect(f"{server} dbname=postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()
+
+
 def fresh_mariadb_database(name: str, host: str = "127.0.0.1", port: int = 3306, user: str = "root") -> None:
     """Drop and create a database on the local MariaDB server (a test or benchmark warehouse)."""
     import MySQLdb

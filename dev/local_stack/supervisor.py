@@ -1,6 +1,7 @@
 """The local Airflow's processes: API server (with the UI), scheduler, DAG processor and triggerer on the
-LocalExecutor, and the Partner Central emulator, each started as its own process group and remembered (pid and start
-time) in a state file in the Airflow home, so that stop() ends exactly what start() began, children included."""
+LocalExecutor, or on the CeleryExecutor with Celery workers (Redis as the broker, the PostgreSQL metadata database as
+the result backend), and the Partner Central emulator, each started as its own process group and remembered (pid and
+start time) in a state file in the Airflow home, so that stop() ends exactly what start() began, children included."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from dev import PROJECT_DIR
 from dev.local_stack.rest_client import USERNAME, AirflowRestClient, ApiCallError
 from dev.local_stack.settings import Settings, read_settings, stack_variables
 
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+
 
 @dataclass
 class LocalAirflow(AirflowRestClient):
@@ -32,7 +35,20 @@ class LocalAirflow(AirflowRestClient):
     # SQLAlchemy URL of the metadata database; None: SQLite in the Airflow home.
     metadata_db: str | None = None
     parallelism: int = 8
+    # "local" (LocalExecutor) or "celery" (CeleryExecutor: `celery_workers` workers of `worker_concurrency` slots,
+    # a PostgreSQL metadata database, Redis at `redis_url`; each stack its own Redis database, so that a second stack
+    # (the tests', the benchmark's) never takes another's tasks).
+    executor: str = "local"
+    celery_workers: int = 2
+    worker_concurrency: int = 4
+    redis_url: str = "redis://127.0.0.1:6379/1"
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor {self.executor!r}: one of {', '.join(EXECUTORS)}")
+        if self.executor == "celery" and not (self.metadata_db or "").startswith("postgresql"):
+            raise ValueError("the CeleryExecutor needs a PostgreSQL metadata database (metadata_db)")
 
     @property
     def url(self) -> str:
@@ -65,7 +81,7 @@ class LocalAirflow(AirflowRestClient):
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_DIR / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
@@ -78,6 +94,10 @@ class LocalAirflow(AirflowRestClient):
         )
         if self.metadata_db:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.metadata_db
+        if self.executor == "celery":
+            env["AIRFLOW__CELERY__BROKER_URL"] = self.redis_url
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + str(self.metadata_db)
+            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(self.worker_concurrency)
         env.update(self.extra_env)
         return env
 
@@ -117,6 +137,7 @@ class LocalAirflow(AirflowRestClient):
             "scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
             "dag-processor": ["airflow", "dag-processor"],
             "triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
+            **self._workers(),
         }
         pids: dict[str, tuple[int, float]] = {}
         try:
@@ -138,6 +159,30 @@ class LocalAirflow(AirflowRestClient):
             self.stop()
             raise
 
+    def _workers(self) -> dict[str, list[str]]:
+        """The Celery workers' commands, by component name (`celery-worker-1`, ...); none on the LocalExecutor."""
+        if self.executor != "celery":
+            return {}
+        return {
+            f"celery-worker-{number}": [
+                *("airflow", "celery", "worker", "--skip-serve-logs", "--without-mingle", "--without-gossip"),
+                *("--celery-hostname", f"worker{number}@%h", "--concurrency", str(self.worker_concurrency)),
+            ]
+            for number in range(1, self.celery_workers + 1)
+        }
+
+    def celery_workers_answering(self) -> list[str]:
+        """The Celery workers that answer a ping through the broker (none on the LocalExecutor)."""
+        if self.executor != "celery":
+            return []
+        from celery import Celery
+
+        app = Celery(broker=self.redis_url)
+        try:
+            return sorted(name for reply in app.control.ping(timeout=1.0) or [] for name in reply)
+        finally:
+            app.close()
+
     def wait_ready(self, timeout: float) -> None:
         """Until every component reports healthy and the project's DAGs are parsed."""
         deadline = time.monotonic() + timeout
@@ -153,9 +198,13 @@ class LocalAirflow(AirflowRestClient):
                     last = f"not healthy yet: {', '.join(unhealthy)}"
                 else:
                     dags = self.api("GET", "/api/v2/dags")["dags"]
-                    if any(dag["dag_id"] == "partner_relationship_sync" for dag in dags):
+                    answering = self.celery_workers_answering()
+                    if not any(dag["dag_id"] == "partner_relationship_sync" for dag in dags):
+                        last = "the DAGs are not parsed yet"
+                    elif len(answering) < len(self._workers()):
+                        last = f"Celery workers answering: {', '.join(answering) or 'none'}"
+                    else:
                         return
-                    last = "the DAGs are not parsed yet"
             except (OSError, KeyError, ValueError, ApiCallError) as error:
                 last = str(error)
             time.sleep(1)

@@ -12,6 +12,9 @@ from typing import Any
 
 import botocore.exceptions
 
+from include.partner_central import iam
+from include.vocabulary import MODE_CREATE
+
 # Final answers about the request: retrying it cannot change them. The 1,000-relationships-per-PMA quota is one.
 PERMANENT_CODES = frozenset(
     {
@@ -23,12 +26,9 @@ PERMANENT_CODES = frozenset(
 )
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"})
 
-# The IAM actions this package calls: what an AccessDenied's fix names.
-IAM_ACTIONS = (
-    "partnercentral:CreateRelationship",
-    "partnercentral:GetRelationship",
-    "partnercentral:ListRelationships",
-)
+# The IAM actions a create-mode sync calls: what an AccessDenied's fix names (include.partner_central.iam has every
+# mode's).
+IAM_ACTIONS = tuple(iam.action(operation) for operation in iam.OPERATIONS[MODE_CREATE])
 _CREDENTIALS_FIX = (
     "check the AWS connection's credentials (aws_conn_id): they are missing, expired or not valid for this "
     "account; refresh them (or the role the connection assumes) and re-run"
@@ -40,7 +40,8 @@ _CLOCK_FIX = (
 _ACCESS_FIX = (
     "the AWS identity of the connection is not allowed to call Partner Central: grant it "
     + ", ".join(IAM_ACTIONS)
-    + " (and make sure the account is enrolled in Partner Central), then re-run"
+    + " and what its mode adds (`python -m include.partner_central.iam <mode>` prints each mode's policy), and make"
+    " sure the account is enrolled in Partner Central, then re-run"
 )
 _ENDPOINT_FIX = (
     "the Partner Central endpoint could not be reached: check the connection's endpoint_url and region, DNS, "

@@ -13,6 +13,7 @@ from botocore.config import Config
 from include.partner_central import create_relationship as create_path
 from include.partner_central import paced_call
 from include.partner_central import relationship_changes as change_path
+from include.partner_central.api_errors import ApiError
 from include.partner_central.rate_limit import RateLimiter
 from include.partner_central.relationship_request import tag_list
 from include.partner_central.retry_policy import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, RetryPolicy
@@ -254,3 +255,40 @@ class PartnerCentralChannelHook(AwsBaseHook):
         pruned = {name: value for name, value in filters.items() if value is not None}
         listing = paced_call.pages(self.conn, "ListProgramManagementAccounts", pruned, policy=policy, limiter=limiter)
         return [item for page in listing for item in page.get("items", [])]
+
+    def caller_identity(self, *, policy: RetryPolicy = change_path.DEFAULT_POLICY) -> dict[str, str]:
+        """
+        Who the connection's credentials are (STS GetCallerIdentity, which needs no permission): a preflight's first
+        check, before any Partner Central call.
+
+        :return: ``Account``, ``Arn`` and ``UserId``.
+        :raises ApiError: credentials missing, expired or not valid (``fix`` says what to do).
+        """
+        sts = self.get_session(region_name=self.region_name).client(
+            "sts", endpoint_url=self.conn_config.get_service_endpoint_url("sts"), config=self.config, verify=self.verify
+        )
+        response = policy.call(lambda: sts.get_caller_identity())
+        return {name: response[name] for name in ("Account", "Arn", "UserId")}
+
+    def probe(
+        self, operation: str, request: Mapping[str, Any], *, limiter: RateLimiter, policy: RetryPolicy
+    ) -> ApiError | None:
+        """
+        Send one request that cannot change anything (it names a relationship that does not exist, or breaks the
+        model's constraints) and return how the API refused it: AccessDeniedException when the caller's policy
+        does not allow the operation, a ValidationException or ResourceNotFoundException when it does. The request
+        leaves as given: this client does not validate it first.
+
+        :param operation: the operation, as the model names it (``CreateRelationship``).
+        :param request: its request, made to be refused.
+        :param limiter: the operation's rate limiter (a probe counts against the quota like any call).
+        :param policy: retries of throttling and server errors.
+        :return: the API's refusal, or None if it answered as if it had done something (a request not made to be
+            refused: the caller's mistake).
+        """
+        client = self.get_client_type(config=self.config.merge(Config(parameter_validation=False)))
+        try:
+            policy.call(lambda: paced_call.send_paced(client, operation, request, limiter))
+        except ApiError as refused:
+            return refused
+        return None

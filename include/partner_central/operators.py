@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.partner_central.api_errors import ApiError
 from include.partner_central.hooks import PartnerCentralChannelHook
+from include.partner_central.lineage import operator_lineage, relationships_dataset
 from include.partner_central.rate_limit import (
     DEFAULT_WRITES_PER_SECOND,
     AdaptiveRateLimiter,
@@ -63,6 +64,10 @@ class _PacedWriteOperator(AwsBaseOperator[PartnerCentralChannelHook]):
         self.rate_per_second = rate_per_second
         self.max_attempts = max_attempts
         self.max_retry_seconds = max_retry_seconds
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: this task wrote Partner Central's relationships (called by the OpenLineage provider)."""
+        return operator_lineage(outputs=[relationships_dataset(self.hook.region_name)])
 
     def call(self, method: Callable[..., Any], request: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Send the request the operator builds (`request`, rendered fields) through one hook method, paced and

@@ -23,6 +23,22 @@ WINDOW_SPARE_SECONDS = 0.05
 LATE_TOLERANCE_SECONDS = WINDOW_SPARE_SECONDS / 2
 
 
+# The account's quota each operation counts against: each write has its own (the sync paces tag writes on the
+# update schedule); every other call is a read.
+WRITE_QUOTAS = {
+    "CreateRelationship": "create",
+    "UpdateRelationship": "update",
+    "TagResource": "update",
+    "UntagResource": "update",
+    "DeleteRelationship": "delete",
+}
+READ_QUOTA = "read"
+
+
+def quota_of(operation: str) -> str:
+    return WRITE_QUOTAS.get(operation, READ_QUOTA)
+
+
 def spacing(rate: float) -> float:
     """Seconds between two instants of the schedule at `rate` calls per second."""
     return (1 + WINDOW_SPARE_SECONDS) / rate

@@ -107,7 +107,7 @@ class ProgramManagementAccounts:
         account = self.listed.get(pma)
         if account is None:
             return None
-        seen = f"as listed by reconcile run {account['reconcile_run_id']} at {account['listed_at']:%Y-%m-%d %H:%M} UTC"
+        seen = f"as listed by run {account['reconcile_run_id']} at {account['listed_at']:%Y-%m-%d %H:%M} UTC"
         if account["status"] != "ACTIVE":
             return (
                 "ProgramManagementAccountNotActive",

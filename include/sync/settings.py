@@ -78,11 +78,28 @@ class SyncSettings:
     reconcile_grace_seconds: float = 600.0
     # The quota of relationships per program management account.
     relationships_per_pma: int = 1000
+    # Alerts (include.sync.alerts), each channel on when set: email to these comma-separated addresses through the
+    # SMTP connection; a Slack incoming webhook connection; an Amazon SNS topic through its own AWS connection.
+    alert_email_to: str = ""
+    alert_email_from: str = ""
+    alert_smtp_conn_id: str = "smtp_default"
+    alert_slack_webhook_conn_id: str = ""
+    alert_sns_topic_arn: str = ""
+    alert_sns_aws_conn_id: str = "aws_default"
+    # A run that succeeds still alerts (a warning) when the share of newly checked rows it rejected reaches this (0:
+    # never; below the gate, the trigger's max_reject_ratio, which fails the run), or when this many candidates wait
+    # dead-lettered (dead_letter, or a change_failed relationship; 0: never).
+    warn_reject_ratio: float = 0.05
+    warn_dead_letters: int = 1
     tables: Tables = Tables()
 
     def __post_init__(self) -> None:
         if self.mode not in SYNC_MODES:
             raise ValueError(f"partner_sync_mode must be one of {', '.join(SYNC_MODES)}, got {self.mode!r}")
+        if not 0 <= self.warn_reject_ratio <= 1:
+            raise ValueError(f"warn_reject_ratio must be between 0 (never) and 1, got {self.warn_reject_ratio}")
+        if self.warn_dead_letters < 0:
+            raise ValueError(f"warn_dead_letters must be 0 (never) or more, got {self.warn_dead_letters}")
         if self.approval_threshold < 0:
             raise ValueError(f"approval_threshold must be 0 (none) or more, got {self.approval_threshold}")
         if self.approval_timeout_hours <= 0:

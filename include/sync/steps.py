@@ -34,7 +34,7 @@ from include.partner_central.retry_policy import RetryPolicy
 from include.sync import candidates as cand
 from include.sync import plan as planning
 from include.sync.settings import SyncSettings
-from include.sync.warehouse import Outcome, Warehouse, candidate_table_ddl
+from include.sync.warehouse import Outcome, Warehouse
 from include.vocabulary import (
     ABSENT,
     ACTION_CREATE,
@@ -77,6 +77,10 @@ class QualityGateError(Exception):
 class DeleteGuardError(Exception):
     """Mode mirror would delete more relationships than max_deletes or max_delete_ratio allow: the feed may be
     truncated. Nothing is sent."""
+
+
+# How a failed run is recovered, whatever failed it (README: "What fails a run, and how to recover").
+RECOVERY = "The next run, or a backfill with --reprocess-behavior failed, sends what is left."
 
 
 class SyncRunFailed(Exception):
@@ -320,10 +324,10 @@ def prepare(warehouse: Warehouse, settings: SyncSettings, run: RunRequest) -> li
     from include.sync.quality import CandidateChecks, summary  # Great Expectations: seconds to import
 
     timer = PhaseTimer()
-    present = warehouse.check_candidates_table(CANDIDATE_COLUMNS, candidate_table_ddl(warehouse.tables.candidates))
-    columns = (*CANDIDATE_COLUMNS, *((DESIRED_STATE_COLUMN,) if DESIRED_STATE_COLUMN in present else ()))
     warehouse.create_tables()
     rerun = warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
+    present = warehouse.check_candidates_table()
+    columns = (*CANDIDATE_COLUMNS, *((DESIRED_STATE_COLUMN,) if DESIRED_STATE_COLUMN in present else ()))
     warehouse.clear_staging(run.dag_run_id)
     warehouse.forget_unfinished(run.dag_run_id)
     with timer.phase("select"):
@@ -950,7 +954,10 @@ def finish(
         return {key: row.get(key) for key in RUN_COUNT_COLUMNS}
     problems = []
     if not row.get("staged_at"):
-        problems.append("candidates were not checked and staged (see the check_and_stage task)")
+        # Why check_and_stage stopped, when it said so.
+        problems += json.loads(row.get("problems") or "null") or [
+            "candidates were not checked and staged (see the check_and_stage task)"
+        ]
     if counts["failed_retryable"]:
         problems.append(f"{counts['failed_retryable']} candidate(s) failed with a retryable error")
     if counts["unfinished"]:
@@ -967,10 +974,9 @@ def finish(
             f"{_some(warehouse.run_candidates(run.dag_run_id, DEAD_LETTER))}; fix the cause, then trigger a run with "
             "their candidate ids"
         )
+    warehouse.update_run(run.dag_run_id, problems=problems or None)
     if problems:
-        raise SyncRunFailed(
-            "; ".join(problems) + ". The next run, or a backfill with --reprocess-behavior failed, sends what is left."
-        )
+        raise SyncRunFailed("; ".join(problems) + ". " + RECOVERY)
     return {key: row.get(key) for key in RUN_COUNT_COLUMNS}
 
 

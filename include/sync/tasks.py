@@ -11,12 +11,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from airflow.sdk import BaseHook, Variable, get_current_context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
 
 from include.partner_central.api_errors import AccountLevelError, ApiError
 from include.partner_central.hooks import PartnerCentralChannelHook
+from include.partner_central.rate_limit import READ_QUOTA
+from include.sync import alerts, assets, steps
+from include.sync import preflight as preflight_checks
 from include.sync import reconcile as reconciling
-from include.sync import steps
 from include.sync.candidates import candidate_key
 from include.sync.plan import approval_body, approval_reason, effective_mode
 from include.sync.settings import SyncSettings
@@ -55,6 +62,17 @@ def engine_for(conn_id: str) -> sa.Engine:
 def read_limiter_key(settings: SyncSettings) -> str:
     """The shared schedule of the account's reads: every reconcile and every sync's look-ups share it."""
     return f"aws:{settings.aws_conn_id}:read"
+
+
+def account_limiters(warehouse: Warehouse, settings: SyncSettings) -> dict[str, WarehouseRateLimiter]:
+    """The AWS account's shared schedules, by quota (rate_limit.quota_of): each write's, and the reads'."""
+    conn_id, rate = settings.aws_conn_id, settings.rate_per_second
+    return {
+        "create": WarehouseRateLimiter(warehouse, f"aws:{conn_id}", rate),
+        "update": WarehouseRateLimiter(warehouse, f"aws:{conn_id}:update", rate),
+        "delete": WarehouseRateLimiter(warehouse, f"aws:{conn_id}:delete", rate),
+        READ_QUOTA: WarehouseRateLimiter(warehouse, read_limiter_key(settings), settings.read_rate_per_second),
+    }
 
 
 def has_connection(conn_id: str) -> bool:
@@ -100,6 +118,26 @@ def run_request(context: Any, settings: SyncSettings) -> steps.RunRequest:
     )
 
 
+def preflight() -> dict[str, Any]:
+    """Before any candidate is claimed: the credentials and their account, the PMAs, and every permission the run's
+    mode needs (include.sync.preflight). What is missing fails the run, named with its fix."""
+    context = get_current_context()
+    settings = sync_settings()
+    run = run_request(context, settings)
+    hook = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id)
+    with open_warehouse(settings) as warehouse:
+        warehouse.create_tables()
+        try:
+            report = preflight_checks.check(
+                hook, warehouse, settings, run.mode, account_limiters(warehouse, settings), run.dag_run_id
+            )
+        except (preflight_checks.PreflightFailed, CandidatesTableError) as failed:
+            warehouse.start_run(run.dag_run_id, run.interval, run.dry_run)
+            warehouse.update_run(run.dag_run_id, problems=[f"preflight: {failed}"])  # for record_run and the alert
+            raise AirflowFailException(f"Preflight failed: {failed}") from None
+    return {"account": report.account, "mode": run.mode, "allowed": report.allowed, "not_active": report.not_active}
+
+
 def check_and_stage() -> list[dict[str, int]]:
     """Select, check and stage the run's candidates; return the batches (numbers only: rows stay in the warehouse)."""
     context = get_current_context()
@@ -108,6 +146,7 @@ def check_and_stage() -> list[dict[str, int]]:
         try:
             batches = steps.prepare(warehouse, settings, run_request(context, settings))
         except (steps.QualityGateError, steps.DeleteGuardError, CandidatesTableError) as stop:
+            warehouse.update_run(context["run_id"], problems=[str(stop)])  # for record_run and the alert
             raise AirflowFailException(str(stop)) from None
     return [{"number": b.number, "first": b.first, "end": b.end} for b in batches]
 
@@ -156,15 +195,11 @@ def create_batch(batch: dict[str, int]) -> dict[str, int]:
     hook = PartnerCentralChannelHook(aws_conn_id=settings.aws_conn_id)
     hook.get_conn()  # the client (connection, credentials, endpoint) is built before any candidate is claimed
     with open_warehouse(settings) as warehouse:
-        limiter = WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}", settings.rate_per_second)
-        changes = steps.ChangeLimiters(
-            write=WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:update", settings.rate_per_second),
-            read=WarehouseRateLimiter(warehouse, read_limiter_key(settings), settings.read_rate_per_second),
-            delete=WarehouseRateLimiter(warehouse, f"aws:{settings.aws_conn_id}:delete", settings.rate_per_second),
-        )
+        quotas = account_limiters(warehouse, settings)
+        changes = steps.ChangeLimiters(write=quotas["update"], read=quotas[READ_QUOTA], delete=quotas["delete"])
         try:
             counts = steps.create_batch(
-                warehouse, settings, run_request(context, settings), this_batch, hook, limiter, changes=changes
+                warehouse, settings, run_request(context, settings), this_batch, hook, quotas["create"], changes=changes
             )
         except AccountLevelError as stop:
             # Credentials, access and clocks need a person: no task retry. A network blip or throttling may pass.
@@ -184,6 +219,72 @@ def record_run() -> dict[str, Any]:
             )
         except steps.SyncRunFailed as failed:
             raise AirflowFailException(str(failed)) from None
+
+
+def publish_changes() -> dict[str, Any]:
+    """Beside record_run, once the batches are done: when the run changed relationships (even if it fails for
+    others), make sure its outcomes are in the warehouse and emit the RELATIONSHIPS Asset event with the run's counts;
+    else skip (no event)."""
+    context = get_current_context()
+    settings = sync_settings()
+    run = run_request(context, settings)
+    with open_warehouse(settings) as warehouse:
+        # The run row's counts (record_run's), with the history's as they are now.
+        row = warehouse.run(run.dag_run_id) or {}
+        counts = {**row, **warehouse.run_counts(run.dag_run_id), "dag_run_id": run.dag_run_id}
+        if run.dry_run or not assets.changed(counts):
+            raise AirflowSkipException("No relationship changed in this run: no Asset event")
+        try:
+            steps.write_back(warehouse, strict=True)  # a downstream DAG reads the outcomes as the event says
+        except steps.SyncRunFailed as failed:
+            raise AirflowException(str(failed)) from None
+    extra = assets.event_extra(counts, mode=run.mode, outcomes_table=settings.tables.outcomes)
+    context["outlet_events"][assets.RELATIONSHIPS].extra = extra
+    return extra
+
+
+# -- alerts: the DAG's callbacks and its deadline's (include.sync.alerts composes and sends) ------------------------
+def alert_failed(context: Any) -> None:
+    """The DAG run failed: tell the alert channels what failed, with the run's counts and first reasons. Sent even
+    when the warehouse cannot be read (the alert then says so)."""
+    settings = sync_settings()
+    run_id, dag_id = context["run_id"], context["dag"].dag_id
+    run, reasons, unread = None, [], None
+    try:
+        with open_warehouse(settings) as warehouse:
+            run = warehouse.run(run_id)
+            reasons = warehouse.run_reasons(run_id, alerts.FIRST_REASONS)
+    except Exception as error:
+        unread = f"{type(error).__name__}: {error}"
+    alert = alerts.run_failed(dag_id, run_id, run, reasons, airflow_reason=context.get("reason"), unread=unread)
+    alerts.send(alert, settings)
+
+
+def alert_succeeded(context: Any) -> None:
+    """The DAG run succeeded: a warning when its reject share or the dead-letter backlog passed its threshold."""
+    settings = sync_settings()
+    run_id, dag_id = context["run_id"], context["dag"].dag_id
+    with open_warehouse(settings) as warehouse:
+        run = warehouse.run(run_id) or {}
+        quality = json.loads(run.get("quality_summary") or "{}")
+        found = alerts.warnings(quality, warehouse.waiting_dead_lettered(), settings)
+        if not found:
+            return
+        reasons = warehouse.run_reasons(run_id, alerts.FIRST_REASONS)
+    alerts.send(alerts.run_warned(dag_id, run_id, run, found, quality, reasons), settings)
+
+
+async def deadline_missed(context: dict[str, Any]) -> None:
+    """The DAG's deadline passed with the run not done (an AsyncCallback: the triggerer runs it, with the run as the
+    API shows it). The settings and the notifiers block: they run in a thread, as the providers' hooks do there."""
+    from asgiref.sync import sync_to_async
+
+    settings = await sync_to_async(sync_settings)()
+    run = context["dag_run"]
+    alert = alerts.deadline_missed(
+        run["dag_id"], run["dag_run_id"], run.get("state"), context["deadline"]["deadline_time"], run.get("queued_at")
+    )
+    await sync_to_async(alerts.send)(alert, settings)
 
 
 def reconcile() -> dict[str, Any]:

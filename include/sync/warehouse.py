@@ -16,7 +16,7 @@ import datetime as dt
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from include.sync import dialect as db
 from include.sync.settings import Tables
 from include.vocabulary import (
     ACTION_CREATE,
+    CANDIDATE_COLUMNS,
     CHANGE_FAILED,
     CLAIMED,
     CREATED,
@@ -58,6 +59,8 @@ def candidate_table_ddl(table: str, timestamp_type: str = "TEXT") -> str:
     )
 
 
+# What stopped a candidate in a run, most urgent first: what an alert quotes.
+STOPPED = (DEAD_LETTER, FAILED, PENDING, REJECTED)
 # The prior state each scanned candidate carries, from the current-state table.
 PRIOR_COLUMNS = ("status", "fingerprint", "retryable", "claimed_at", "failed_runs")
 # Rows per statement pair of a write-back; and how far before its mark a write-back starts (writes commit a moment
@@ -153,6 +156,9 @@ class Schema:
             sa.Column("phase_seconds", sa.Text),
             # JSON: a person's answer to a plan that waited for approval (decision, by, at); NULL when none waited.
             sa.Column("approval", sa.Text),
+            # JSON: what failed the run, each a sentence (check_and_stage's stop, or record_run's findings); NULL when
+            # nothing did. What the failure alert quotes.
+            sa.Column("problems", sa.Text),
             sa.Column("staged_at", db.UtcDateTime),
             sa.Column("started_at", db.UtcDateTime, nullable=False),
             sa.Column("ended_at", db.UtcDateTime),
@@ -431,15 +437,15 @@ class Warehouse:
         with self._source_reading() as connection:
             return {str(column).lower() for column in connection.execute(statement).keys()}  # noqa: SIM118
 
-    def check_candidates_table(self, columns: Sequence[str], expected_ddl: str) -> set[str]:
+    def check_candidates_table(self, columns: Sequence[str] = CANDIDATE_COLUMNS) -> set[str]:
         """Fail at once, naming what is missing, when the candidates table or one of its columns is not there; the
         columns it has (lower case)."""
         table = self.tables.candidates
         how = (
             f"The sync reads {table} with these columns (types may differ: numbers, JSON and timestamp columns are"
-            f" read as well):\n  {expected_ddl}\nA view can map another table onto it, e.g. CREATE VIEW {table} AS"
-            " SELECT crm_id AS candidate_id, ... FROM crm.partner_candidates; or point partner_sync_candidates_table"
-            " at it."
+            f" read as well):\n  {candidate_table_ddl(table)}\nA view can map another table onto it, e.g. CREATE VIEW"
+            f" {table} AS SELECT crm_id AS candidate_id, ... FROM crm.partner_candidates; or point"
+            " partner_sync_candidates_table at it."
         )
         try:
             present = self.column_names(table)
@@ -821,7 +827,10 @@ class Warehouse:
                 connection.execute(sa.select(runs.c.dag_run_id).where(runs.c.dag_run_id == dag_run_id)).all()
             )
             # A cleared run plans and waits for approval again.
-            reopened = ["data_interval_start", "data_interval_end", "is_dry_run", "staged_at", "ended_at", "approval"]
+            reopened = [
+                *("data_interval_start", "data_interval_end", "is_dry_run", "staged_at", "ended_at"),
+                *("approval", "problems"),
+            ]
             connection.execute(
                 db.upsert(runs, connection.dialect, reopened),
                 {
@@ -832,6 +841,7 @@ class Warehouse:
                     "staged_at": None,
                     "ended_at": None,
                     "approval": None,
+                    "problems": None,
                     "started_at": self.db_now(),
                 },
             )
@@ -839,7 +849,10 @@ class Warehouse:
 
     @retry_transient
     def update_run(self, dag_run_id: str, **values: Any) -> None:
-        allowed = {*RUN_COUNT_COLUMNS, "quality_summary", "phase_seconds", "staged_at", "ended_at", "approval"}
+        allowed = {
+            *RUN_COUNT_COLUMNS,
+            *("quality_summary", "phase_seconds", "staged_at", "ended_at", "approval", "problems"),
+        }
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"unknown run columns {sorted(unknown)}")
@@ -874,6 +887,24 @@ class Warehouse:
         )
         counts["unfinished"] = unfinished
         return counts
+
+    def run_reasons(self, dag_run_id: str, limit: int) -> list[dict[str, Any]]:
+        """The first of this run's candidates that something stopped (dead-lettered, failed, pending, rejected, in
+        that order), with their error: what an alert quotes."""
+        attempts = self.schema.attempts
+        order = sa.case({status: rank for rank, status in enumerate(STOPPED)}, value=attempts.c.status)
+        return self._dicts(
+            sa.select(attempts.c.candidate_id, attempts.c.status, attempts.c.error_code, attempts.c.error_message)
+            .where(attempts.c.dag_run_id == dag_run_id, attempts.c.status.in_(STOPPED))
+            .order_by(order, attempts.c.candidate_id)
+            .limit(limit)
+        )
+
+    def waiting_dead_lettered(self) -> int:
+        """Candidates (or changes of their relationships) dead-lettered and not taken again yet."""
+        outcomes = self.schema.outcomes
+        [(count,)] = self._all(sa.select(sa.func.count()).where(outcomes.c.status.in_((DEAD_LETTER, CHANGE_FAILED))))
+        return count
 
     def run_candidates(self, dag_run_id: str, status: str, limit: int = 20) -> list[str]:
         """Some of the candidates this run recorded with a status, for the run's summary."""
@@ -956,6 +987,30 @@ class Warehouse:
         with self._source_reading() as connection:
             found = connection.execute(sa.select(sa.func.trim(catalog)).distinct().where(catalog.is_not(None)))
             return sorted(value for (value,) in found if value)
+
+    def candidate_program_management_accounts(self) -> list[str]:
+        """The PMA ids or ARNs the candidates name, each once (as written, trimmed)."""
+        column = self.schema.candidates(
+            ["program_management_account_identifier"]
+        ).c.program_management_account_identifier
+        with self._source_reading() as connection:
+            found = connection.execute(sa.select(sa.func.trim(column)).distinct().where(column.is_not(None)))
+            return sorted(value for (value,) in found if value)
+
+    @retry_transient
+    def update_program_management_statuses(self, run_id: str, statuses: Mapping[str, str]) -> None:
+        """A fresher status of the PMAs the last reconcile listed (a preflight's listing): the plan holds the creates
+        of one that is not ACTIVE now. Their relationship counts stay the reconcile's."""
+        table = (self.copies if self.separate else self.schema).program_management_accounts
+        rows = [{"pma": pma, "new_status": status, "run": run_id} for pma, status in statuses.items()]
+        context = self.source.begin() if self.separate else self.transaction()
+        with context as connection:
+            connection.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("pma"))
+                .values(status=sa.bindparam("new_status"), reconcile_run_id=sa.bindparam("run")),
+                rows,
+            )
 
     @retry_transient
     def replace_listing(

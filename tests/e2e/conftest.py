@@ -5,11 +5,14 @@ emulator. The Airflow home, with every component's log and the task logs, is kep
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +20,20 @@ import psycopg2
 import pytest
 
 from dev import PROJECT_DIR
+from dev.emulator.service import Settings as EmulatorSettings
 from dev.local_stack.databases import free_port, fresh_postgres_database
+from dev.local_stack.rest_client import ApiCallError
 from dev.local_stack.supervisor import LocalAirflow
+from include.sync.preflight import is_probe
 from tests.warehouses import POSTGRES_DSN, TestWarehouse
 
 DAG_ID = "partner_relationship_sync"
 METADATA_DB = "partner_sync_e2e_airflow"
 WAREHOUSE_DB = "partner_sync_e2e_warehouse"
 ARTIFACTS = PROJECT_DIR / "test-artifacts"
+TEST_DAGS = Path(__file__).with_name("dags")
 TERMINAL = ("success", "failed")
+DEADLINE_MINUTES = "0.05"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,13 +43,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+@dataclasses.dataclass
 class Stack(LocalAirflow):
     """The local Airflow, plus what the tests ask of it about the sync DAG: runs, backfills, the emulator's log."""
+
+    warehouse_db: str = WAREHOUSE_DB  # the PostgreSQL database of its connection partner_warehouse
 
     def trigger_sync(self, conf: dict[str, Any], logical_date: str | None = None) -> str:
         """POST /dags/{dag_id}/dagRuns as the UI's trigger form sends it: every Param in conf."""
         form = {"dry_run": False, "candidate_ids": [], "include_all_pending": False, "limit": None}
         return self.trigger(DAG_ID, form | {"max_reject_ratio": 0.2} | conf, logical_date)
+
+    def set_variables(self, variables: dict[str, str]) -> None:
+        """Create or change Airflow Variables, as a user does in the UI (Admin → Variables)."""
+        for key, value in variables.items():
+            try:
+                self.call("PATCH", f"/api/v2/variables/{key}", {"key": key, "value": value})
+            except ApiCallError as missing:
+                assert missing.status == 404
+                self.call("POST", "/api/v2/variables", {"key": key, "value": value})
+
+    def delete_variables(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.call("DELETE", f"/api/v2/variables/{key}")
+
+    def set_connection(self, conn_id: str, connection: dict[str, Any]) -> None:
+        """Create or replace a connection given as in AIRFLOW_CONN_* JSON, as a user does in the UI."""
+        body = {"connection_id": conn_id, **connection}
+        if isinstance(body.get("extra"), dict):
+            body["extra"] = json.dumps(body["extra"])
+        with contextlib.suppress(ApiCallError):
+            self.call("DELETE", f"/api/v2/connections/{conn_id}")
+        self.call("POST", "/api/v2/connections", body)
 
     def runs(self) -> list[dict[str, Any]]:
         return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-id")["dag_runs"]
@@ -97,24 +130,53 @@ class Stack(LocalAirflow):
                 pytest.fail(f"runs {busy} still in flight after {timeout:.0f} s; logs in {self.home}/logs")
             time.sleep(1)
 
+    def lineage_events(self) -> list[dict[str, Any]]:
+        """The OpenLineage events written so far (the file transport's, oldest first)."""
+        return [json.loads(path.read_text()) for path in sorted((self.home / "openlineage").glob("event-*.json"))]
+
     def creates(self) -> list[dict[str, Any]]:
-        return [call for call in self.emulator("calls") if call["operation"] == "CreateRelationship"]
+        """The sync's CreateRelationship calls (the preflight's probe, which can create nothing, left out)."""
+        return [
+            call
+            for call in self.emulator("calls")
+            if call["operation"] == "CreateRelationship" and not is_probe(call["request"])
+        ]
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    home = ARTIFACTS / "e2e-airflow"
+@contextlib.contextmanager
+def running_stack(name: str, metadata_db: str, warehouse_db: str, **options: Any) -> Iterator[Stack]:
+    """A stack of its own (Airflow home test-artifacts/<name>, fresh metadata and warehouse databases, free ports),
+    with the sync DAG unpaused and its first scheduled run done; stopped at the end."""
+    home = ARTIFACTS / name
     Stack(home=home).stop()  # what a killed earlier session may have left running
     shutil.rmtree(home, ignore_errors=True)
-    fresh_postgres_database(METADATA_DB)
-    fresh_postgres_database(WAREHOUSE_DB)
+    fresh_postgres_database(metadata_db)
+    fresh_postgres_database(warehouse_db)
+    # The project's DAGs, and the test DAGs beside them (a DAG downstream of the sync's Asset).
+    dags_folder = home / "dags"
+    dags_folder.mkdir(parents=True)
+    for dag_file in [*(PROJECT_DIR / "dags").glob("*.py"), *TEST_DAGS.glob("*.py")]:
+        shutil.copy(dag_file, dags_folder)
+    lineage = home / "openlineage"
+    lineage.mkdir()
     airflow = Stack(
         home=home,
+        dags_folder=dags_folder,
         settings_file=Path(__file__).with_name("airflow_settings.yaml"),
         port=free_port(),
         emulator_port=free_port(),
-        metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB}",
-        extra_env={"WAREHOUSE_DB": WAREHOUSE_DB},
+        metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{metadata_db}",
+        warehouse_db=warehouse_db,
+        # Every run has a deadline a few seconds after it is queued, so that a test sees one missed (without alert
+        # channels set, a missed deadline is only logged by the triggerer).
+        extra_env={
+            "WAREHOUSE_DB": warehouse_db,
+            "PARTNER_SYNC_DEADLINE_MINUTES": DEADLINE_MINUTES,
+            # OpenLineage's events, each in a file of its own (the provider's file transport).
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(lineage / "event")}),
+            **options.pop("extra_env", {}),
+        },
+        **options,
     )
     airflow.start(timeout=300)
     try:
@@ -127,23 +189,43 @@ def stack() -> Iterator[Stack]:
         airflow.stop()
 
 
-@pytest.fixture
-def e2e(stack: Stack) -> Iterator[Stack]:
+def ready_for_a_test(stack: Stack) -> Stack:
     """The running stack with an empty warehouse, a fresh emulator and no run in flight."""
     stack.emulator("reset", {})
-    stack.emulator("config", {"create_rate": 3.0, "latency_ms": 0, "internal_error_rate": 0.0})
+    # Every setting back to its default: a fault an earlier test configured (denied operations, latency) ends here.
+    stack.emulator("config", dataclasses.asdict(EmulatorSettings()))
     stack.wait_until_no_run_in_flight(timeout=180)
-    fresh_postgres_database(WAREHOUSE_DB)
-    yield stack
+    fresh_postgres_database(stack.warehouse_db)
+    return stack
+
+
+@contextlib.contextmanager
+def warehouse_of(stack: Stack) -> Iterator[TestWarehouse]:
+    dsn = {**POSTGRES_DSN, "dbname": stack.warehouse_db}
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{stack.warehouse_db}"
+    result = TestWarehouse("postgres", lambda: psycopg2.connect(**dsn), url, {})
+    try:
+        yield result
+    finally:
+        result.close()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The LocalExecutor's stack, shared by the session's tests."""
+    with running_stack("e2e-airflow", METADATA_DB, WAREHOUSE_DB) as airflow:
+        yield airflow
+
+
+@pytest.fixture
+def e2e(stack: Stack) -> Stack:
+    return ready_for_a_test(stack)
 
 
 @pytest.fixture
 def warehouse(e2e: Stack) -> Iterator[TestWarehouse]:
-    dsn = {**POSTGRES_DSN, "dbname": WAREHOUSE_DB}
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{WAREHOUSE_DB}"
-    result = TestWarehouse("postgres", lambda: psycopg2.connect(**dsn), url, {})
-    yield result
-    result.close()
+    with warehouse_of(e2e) as result:
+        yield result
 
 
 def outcomes(warehouse: TestWarehouse) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from dev.demo_data import distinct_candidates as candidates
-from dev.local_stack.rest_client import ApiCallError
+from include.sync.preflight import is_probe
 from tests.e2e.conftest import DAG_ID, Stack, outcomes
 from tests.warehouses import TestWarehouse
 
@@ -24,25 +24,14 @@ MIRROR = {"partner_sync_mode": "mirror", "partner_sync_max_delete_ratio": "1"}
 READING_SECONDS = 5
 
 
-def set_variables(stack: Stack, variables: dict[str, str]) -> None:
-    for key, value in variables.items():
-        with_key = f"/api/v2/variables/{key}"
-        try:
-            stack.call("PATCH", with_key, {"key": key, "value": value})
-        except ApiCallError as missing:
-            assert missing.status == 404
-            stack.call("POST", "/api/v2/variables", {"key": key, "value": value})
-
-
 @pytest.fixture
 def mirror(e2e: Stack) -> Iterator[Stack]:
     """The stack with partner_sync_mode mirror and no ratio guard, for one test."""
-    set_variables(e2e, MIRROR)
+    e2e.set_variables(MIRROR)
     try:
         yield e2e
     finally:
-        for key in MIRROR:
-            e2e.call("DELETE", f"/api/v2/variables/{key}")
+        e2e.delete_variables(MIRROR)
 
 
 def hitl_path(run_id: str) -> str:
@@ -81,7 +70,9 @@ def created_then_one_removed(stack: Stack, warehouse: TestWarehouse) -> tuple[st
 
 
 def deletes(stack: Stack) -> list[dict]:
-    return [call for call in stack.emulator("calls") if call["operation"] == "DeleteRelationship"]
+    """The sync's DeleteRelationship calls (its preflight's probe, which deletes nothing, left out)."""
+    calls = stack.emulator("calls")
+    return [call for call in calls if call["operation"] == "DeleteRelationship" and not is_probe(call["request"])]
 
 
 def test_a_plan_with_a_delete_waits_and_is_applied_once_approved(mirror: Stack, warehouse: TestWarehouse):
@@ -118,13 +109,13 @@ def test_a_rejected_plan_applies_nothing_and_the_next_run_plans_it_again(mirror:
     [row] = [r for r in warehouse.query("SELECT * FROM partner_relationship_sync_runs") if r["dag_run_id"] == run_id]
     assert '"decision": "rejected"' in row["approval"]
     # The next run plans the delete again and waits again; nobody answers within the timeout (36 s), which rejects.
-    set_variables(mirror, {"partner_sync_approval_timeout_hours": "0.01"})
+    mirror.set_variables({"partner_sync_approval_timeout_hours": "0.01"})
     try:
         again = mirror.trigger_sync({})
         assert "| delete | 1 |" in wait_for_approval_request(mirror, again)["body"]
         assert mirror.wait_sync_runs([again], timeout=180) == {again: "success"}
     finally:
-        mirror.call("DELETE", "/api/v2/variables/partner_sync_approval_timeout_hours")
+        mirror.delete_variables(["partner_sync_approval_timeout_hours"])
     assert deletes(mirror) == [] and outcomes(warehouse)[removed]["status"] == "created"
     [row] = [r for r in warehouse.query("SELECT * FROM partner_relationship_sync_runs") if r["dag_run_id"] == again]
     assert '"decision": "rejected"' in row["approval"] and "no answer in time" in row["approval"]
