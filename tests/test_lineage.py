@@ -1,7 +1,7 @@
 """OpenLineage: each sync task's datasets, named as OpenLineage names them on every real warehouse (the namespace
 and the qualified name its provider hook gives), Partner Central's relationships as the operators' output, and the
 DAGs' tasks built to report them. The events themselves, through the provider's file transport on a running Airflow:
-tests/e2e/test_lineage.py."""
+tests/e2e/test_lineage_on_airflow.py."""
 
 from __future__ import annotations
 
