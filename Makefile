@@ -15,7 +15,7 @@ help:
 	@echo "make demo      set up, start the emulator and run the main job on the embedded defaults"
 	@echo "make test      set up, then run the whole test suite"
 	@echo "make e2e       only the end-to-end tests, on a running local Airflow (tests/e2e)"
-	@echo "make bench     the benchmark (about 10 minutes): prints its table and writes BENCHMARKS.md"
+	@echo "make bench     the benchmark (about 20 minutes): prints its table and writes BENCHMARKS.md"
 	@echo "make airflow   start a local Airflow (UI on http://127.0.0.1:8080, LocalExecutor, emulator) in the background;"
 	@echo "               EXECUTOR=celery: on the CeleryExecutor, two workers, Redis and PostgreSQL"
 	@echo "make airflow-stop  stop it"

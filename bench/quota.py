@@ -1,5 +1,6 @@
-"""The sync at the API's quota, on running Airflow components (the e2e tests' stack: scheduler, LocalExecutor,
-metadata and warehouse on the local PostgreSQL server), side by side with what a user would otherwise write.
+"""The sync at the API's quota, on running Airflow components (the e2e tests' stack: scheduler, metadata and
+warehouse on the local PostgreSQL server), on the LocalExecutor and on the CeleryExecutor with two workers, side by
+side with what a user would otherwise write.
 
 Each scenario gets an emptied warehouse with N valid candidates and a reset emulator limited to Q creates per
 second per account, with about 50 ms latency and 1% injected 500s; its figures come from the emulator's call log,
@@ -24,11 +25,18 @@ from dev import PROJECT_DIR
 from dev.demo_data import candidate_table_ddl, distinct_candidates, insert_candidates
 from dev.emulator.service import max_in_any_second
 from dev.local_stack.databases import free_port, fresh_postgres_database
+from dev.local_stack.rest_client import SYNC_DAG_ID
 from dev.local_stack.supervisor import LocalAirflow
 from include.sync.preflight import is_probe
 
-SYNC = "partner_relationship_sync"
-METADATA_DB = "partner_sync_bench_airflow"
+SYNC = SYNC_DAG_ID
+# Per executor: its Airflow metadata database, and the Redis database of the Celery stack (one of its own, so that
+# no other stack on this machine takes its tasks).
+METADATA_DB = {"local": "partner_sync_bench_airflow", "celery": "partner_sync_bench_celery_airflow"}
+CELERY_REDIS_URL = "redis://127.0.0.1:6379/6"
+CELERY_WORKERS = 2
+# The sync's tasks before its first create, in order: the start-up's breakdown names each.
+BEFORE_FIRST_CREATE = ("preflight", "check_and_stage", "approve_plan")
 WAREHOUSE_DB = "partner_sync_bench_warehouse"
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 LATENCY_MS = 50
@@ -43,6 +51,7 @@ class Result:
     state: str = ""
     seconds: float = 0.0  # trigger → every run done
     startup_seconds: float = 0.0  # trigger → first create request
+    startup: dict[str, float] = field(default_factory=dict)  # where the start-up went (the first run's)
     creation_seconds: float = 0.0  # first create request → last one
     relationships: int = 0
     create_requests: int = 0
@@ -100,16 +109,22 @@ def candidates(n: int) -> list[dict[str, Any]]:
     return distinct_candidates(dt.date(2026, 7, 1), n, first_account=700_000)
 
 
+def ts(text: str | None) -> float:
+    return dt.datetime.fromisoformat(text).timestamp() if text else 0.0
+
+
 class QuotaBench:
-    def __init__(self, n: int, quota: float) -> None:
-        self.n, self.quota = n, quota
+    def __init__(self, n: int, quota: float, executor: str = "local") -> None:
+        self.n, self.quota, self.executor = n, quota, executor
         self.dags = Path(tempfile.mkdtemp(prefix="bench-dags-"))
         for source in [*(PROJECT_DIR / "dags").glob("*.py"), PROJECT_DIR / "bench" / "dags" / "bench_alternatives.py"]:
             (self.dags / source.name).symlink_to(source)
-        home = PROJECT_DIR / "test-artifacts" / "bench-airflow"
+        home = (
+            PROJECT_DIR / "test-artifacts" / ("bench-airflow" if executor == "local" else f"bench-airflow-{executor}")
+        )
         LocalAirflow(home=home).stop()  # what a killed earlier run may have left running
         shutil.rmtree(home, ignore_errors=True)
-        fresh_postgres_database(METADATA_DB)
+        fresh_postgres_database(METADATA_DB[executor])
         fresh_postgres_database(WAREHOUSE_DB)
         self.stack = LocalAirflow(
             home=home,
@@ -117,7 +132,10 @@ class QuotaBench:
             dags_folder=self.dags,
             port=free_port(),
             emulator_port=free_port(),
-            metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB}",
+            metadata_db=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DB[executor]}",
+            executor=executor,
+            celery_workers=CELERY_WORKERS,
+            redis_url=CELERY_REDIS_URL,
             extra_env={"WAREHOUSE_DB": WAREHOUSE_DB, "BENCH_QUOTA": f"{quota:g}"},
         )
 
@@ -127,6 +145,9 @@ class QuotaBench:
             for dag_id in (SYNC, "bench_operator_per_candidate", "bench_boto3_loop"):
                 self._wait_for_dag(dag_id)
                 self.stack.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            # The run unpausing creates would otherwise race the first measurement's (it fails at its preflight:
+            # the warehouse has no candidates table yet).
+            self.stack.wait_for_scheduled_run(timeout=300)
         except BaseException:
             self.__exit__()
             raise
@@ -198,9 +219,35 @@ class QuotaBench:
             first = min(call["started"] for call in creates)
             last = max(call["started"] for call in ok) if ok else first
             result.startup_seconds = first - started
+            dag_id, run_id = run_ids[0]
+            if dag_id == SYNC:
+                result.startup = self.startup_breakdown(run_id, started, first)
             result.creation_seconds = last - first
             result.max_per_second = max_in_any_second([call["admitted"] or call["started"] for call in ok])
         return result
+
+    def startup_breakdown(self, run_id: str, triggered: float, first_create: float) -> dict[str, float]:
+        """Trigger → first create, by what happened in it: the scheduler starting the run, each task before the
+        batches (its process's start-up included), the scheduler's hand-offs between them, and the batch tasks' own
+        start (process, settings, client, claims) up to their first call."""
+        instances = self.stack.task_instances(SYNC, run_id)
+        phases = {"trigger → first task starts": 0.0, "hand-offs between tasks": 0.0}
+        previous_end = None
+        for task_id in (*BEFORE_FIRST_CREATE, "create_relationships"):
+            starts = [ts(ti["start_date"]) for ti in instances if ti["task_id"] == task_id and ti["start_date"]]
+            ends = [ts(ti["end_date"]) for ti in instances if ti["task_id"] == task_id and ti["end_date"]]
+            if not starts:
+                continue
+            if previous_end is None:
+                phases["trigger → first task starts"] = min(starts) - triggered
+            else:
+                phases["hand-offs between tasks"] += min(starts) - previous_end
+            if task_id == "create_relationships":
+                phases["batch task start → first create"] = first_create - min(starts)
+            else:
+                phases[task_id] = max(ends) - min(starts)
+                previous_end = max(ends)
+        return {name: round(seconds, 2) for name, seconds in phases.items()}
 
     def sync_phases(self, result: Result) -> None:
         connection = psycopg2.connect(**POSTGRES, dbname=WAREHOUSE_DB)
@@ -218,22 +265,28 @@ class QuotaBench:
         result.phases = {name: round(value, 2) for name, value in phases.items()}
 
 
+def sync_rows(bench: QuotaBench, label: str) -> list[Result]:
+    """The sync alone, then as two runs of half the candidates at once, on this stack."""
+    n = bench.n
+    one = bench.measure(f"sync DAG (one run), {label}", [(SYNC, {"include_all_pending": True})])
+    bench.sync_phases(one)
+    ids = [row["candidate_id"] for row in candidates(n)]
+    halves = [ids[: n // 2], ids[n // 2 :]]
+    two = bench.measure(f"sync DAG (two runs at once), {label}", [(SYNC, {"candidate_ids": h}) for h in halves])
+    two.note = "two manual runs of N/2 candidates each, sharing the pool and the rate"
+    return [one, two]
+
+
 def run(n: int, quota: float) -> list[Result]:
-    sync_conf = {"include_all_pending": True}
     results = []
     with QuotaBench(n, quota) as bench:
-        one = bench.measure("sync DAG (one run)", [(SYNC, sync_conf)])
-        bench.sync_phases(one)
-        results.append(one)
-        ids = [row["candidate_id"] for row in candidates(n)]
-        halves = [ids[: n // 2], ids[n // 2 :]]
-        two = bench.measure("sync DAG (two runs at once)", [(SYNC, {"candidate_ids": half}) for half in halves])
-        two.note = "two manual runs of N/2 candidates each, sharing the pool and the rate"
-        results.append(two)
+        results += sync_rows(bench, "LocalExecutor")
         per_task = bench.measure("(a) operator per candidate", [("bench_operator_per_candidate", {})])
         per_task.note = "one mapped CreateRelationshipOperator task instance per candidate, same pool"
         results.append(per_task)
         loop = bench.measure("(b) boto3 loop", [("bench_boto3_loop", {})], emulator={"lose_next_responses": 5})
         loop.note = "one task, boto3 defaults (random token, botocore retries, no limiter), 5 lost responses"
         results.append(loop)
+    with QuotaBench(n, quota, executor="celery") as bench:
+        results += sync_rows(bench, f"CeleryExecutor, {CELERY_WORKERS} workers")
     return results

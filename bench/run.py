@@ -18,9 +18,9 @@ from pathlib import Path
 from dev import PROJECT_DIR
 
 TARGETS = {
-    "rate": 0.90,  # creates per second ÷ Q while creating
+    "rate": 0.95,  # creates per second ÷ Q while creating (issue 12; 0.90 in issue 5)
     "throttled": 0.01,
-    "run": 1.25,  # (run time - fixed start-up) ÷ (N ÷ Q)
+    "run": 1.10,  # (run time - fixed start-up) ÷ (N ÷ Q) (issue 12; 1.25 in issue 5)
     "warehouse_seconds": 120,
     "warehouse_mib": 2048,
     "steady_seconds": 20,  # 1M converged, 1% changed: the next run's selection and checks
@@ -43,6 +43,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {gib:.0f} GiB memory, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def steady_ratio(result) -> float:
+    """(run time - fixed start-up) ÷ (N ÷ Q)."""
+    return (result.seconds - result.startup_seconds) / (result.n / result.quota)
+
+
 def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -53,7 +58,7 @@ def quota_table(results) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        steady = (r.seconds - r.startup_seconds) / (r.n / r.quota)
+        steady = steady_ratio(r)
         lines.append(
             f"| {r.name} | {r.n} | {r.quota:g} | {r.state} | {r.rate_ratio:.2f} | {r.throttled_share:.1%} "
             f"({r.throttled}/{r.create_requests}) | {r.seconds:.1f} | {r.run_ratio:.2f} | {r.startup_seconds:.1f} | "
@@ -79,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         f"- Machine: {machine()}",
         f"- Command: `{command}`",
         "",
-        "Targets (issue 5): creates at ≥ 90% of Q with ≤ 1% throttled and 0 duplicates; the whole run ≤ 1.25 x N ÷ Q"
-        " plus a fixed start-up; a million-row feed selected, checked and staged in < 2 min and < 2 GiB; each DAG"
-        " file parsed in < 0.2 s by the DAG processor. Issue 9: the same million converged with 1% changed, the next"
-        " run's selection and checks in < 20 s and < 1 GiB.",
+        "Targets (issue 5): a million-row feed selected, checked and staged in < 2 min and < 2 GiB; each DAG file"
+        " parsed in < 0.2 s by the DAG processor. Issue 9: the same million converged with 1% changed, the next run's"
+        " selection and checks in < 20 s and < 1 GiB. Issue 12 (raised from issue 5's 90% and 1.25): the sync's"
+        " creates at ≥ 95% of Q with ≤ 1% throttled and 0 duplicates, the whole run ≤ 1.1 x N ÷ Q plus the start-up"
+        " (trigger → first create), on the LocalExecutor and on the CeleryExecutor with two workers.",
         "",
     ]
 
@@ -191,22 +197,34 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"Running the sync and the alternatives on a local Airflow: N={args.n}, Q={args.quota:g} ...", flush=True)
         results = quota.run(args.n, args.quota)
-        sync = results[0]
-        steady = (sync.seconds - sync.startup_seconds) / (sync.n / sync.quota)
+        syncs = [r for r in results if r.name.startswith("sync DAG")]
         out += [
             f"## At the quota: N = {args.n}, Q = {args.quota:g} creates/s, {quota.LATENCY_MS} ms latency, "
             f"{quota.ERROR_RATE:.0%} injected 500s",
             "",
             *quota_table(results),
             "",
-            "Sync targets: creates/s ÷ Q ≥ 0.90: "
-            + mark(sync.rate_ratio >= TARGETS["rate"])
-            + f"; throttled ≤ 1%: {mark(sync.throttled_share <= TARGETS['throttled'])}"
-            + f"; duplicates 0: {mark(sync.duplicates == 0)}"
-            + f"; (run - start-up) ÷ (N/Q) ≤ 1.25: {mark(steady <= TARGETS['run'])}"
-            + f" (fixed start-up {sync.startup_seconds:.1f} s: trigger → first create).",
+            "| sync row | creates/s ÷ Q ≥ 0.95 | throttled ≤ 1% | duplicates 0 | (run - start-up) ÷ (N/Q) ≤ 1.1 |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {r.name} | {mark(r.rate_ratio >= TARGETS['rate'])} | "
+                f"{mark(r.throttled_share <= TARGETS['throttled'])} | {mark(r.duplicates == 0)} | "
+                f"{mark(steady_ratio(r) <= TARGETS['run'])} |"
+                for r in syncs
+            ),
             "",
-            "Phases of the one-run sync (s): " + ", ".join(f"{k} {v}" for k, v in sync.phases.items()) + ".",
+            "Start-up (trigger → first create) of each sync row's first run, s:",
+            "",
+            *(
+                f"- {r.name}: {r.startup_seconds:.1f} = " + ", ".join(f"{k} {v}" for k, v in r.startup.items())
+                for r in syncs
+            ),
+            "",
+            *(
+                f"Phases of the {r.name} (s): " + ", ".join(f"{k} {v}" for k, v in r.phases.items()) + "."
+                for r in syncs
+                if r.phases
+            ),
             "",
             *(f"- {r.name}: {r.note}." for r in results if r.note),
             "",

@@ -74,6 +74,52 @@ def test_a_caller_woken_too_late_takes_a_new_slot_instead_of_crowding_the_next()
     assert clock.now == pytest.approx(100.0 + 2 * spacing(5))
 
 
+def test_a_caller_always_woken_late_still_sends_once_a_slot_is_due():
+    """A starved process (every sleep overshoots) gives up RESERVATIONS slots, then takes one only when it is due:
+    it makes progress, and the schedule moves on from when it really sends."""
+    from include.partner_central.rate_limit import RESERVATIONS
+
+    clock = FakeClock()
+    sleeps = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.sleep(seconds + 0.2)
+
+    limiter = AdaptiveRateLimiter(5, clock=clock, sleep=sleep)
+    limiter.acquire()  # at 100.0
+    limiter.acquire()
+    assert len(sleeps) == RESERVATIONS + 1  # each reserved slot missed, then one wait for a slot to come due
+    sent = clock.now
+    limiter.acquire()
+    assert clock.now - sent >= spacing(5)
+
+
+def shared_limiters(tmp_path, count: int, rate: float, now: list[float], sleep=None):
+    """`count` callers of one schedule in a SQLite warehouse, on the fake clock `now`."""
+    import sqlalchemy as sa
+
+    from include.sync.settings import Tables
+    from include.sync.shared_rate_limit import WarehouseRateLimiter
+    from include.sync.warehouse import Warehouse
+
+    warehouse = Warehouse(sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}"), Tables())
+    warehouse.create_tables()
+    sleep = sleep or (lambda seconds: now.__setitem__(0, now[0] + seconds))
+    return [WarehouseRateLimiter(warehouse, "aws:test", rate, clock=lambda: now[0], sleep=sleep) for _ in range(count)]
+
+
+def test_the_shared_limiter_serves_callers_in_the_order_they_ask(tmp_path):
+    """Callers that ask at the same moment get consecutive slots, in the order they asked: none waits for a slot
+    another takes first, so pool slots share the rate evenly and every slot has a caller waiting for it."""
+    now = [1000.0]
+    callers = shared_limiters(tmp_path, 4, 10, now)
+    interval = callers[0].own_rate.interval()
+    slots = [caller._reserve(True)[1] for caller in callers]
+    assert slots == pytest.approx([1000.0 + k * interval for k in range(4)])
+    assert callers[0]._reserve(True)[1] == pytest.approx(1000.0 + 4 * interval)  # the first again: after the others
+
+
 def test_the_shared_limiter_spaces_sends_from_when_they_really_happen(tmp_path):
     """Two callers on one warehouse schedule, on a fake clock: sends are an interval apart, a late caller's send
     pushes the next one back (no slot is lost, none is crowded), and a throttle pauses everybody for a second."""

@@ -313,3 +313,21 @@ def test_mirror_from_the_setting_deletes_a_removed_candidate_once_and_its_guard_
     assert len(deletes) == 3
     assert not gone & {r["id"] for r in emulator.emulator.relationship_list()}
     assert {cid: outcomes(test_warehouse)[cid]["status"] for cid in removed} == dict.fromkeys(removed, "deleted")
+
+
+@pytest.mark.parametrize("test_warehouse", ["sqlite"], indirect=True)
+def test_a_variable_in_the_metadata_database_sets_a_setting_over_the_environment(
+    sync_dag, test_warehouse, emulator, monkeypatch
+):
+    """The tasks list the partner_sync_* Variables once and look up only those (include.sync.tasks.stored_variables):
+    a Variable stored in the metadata database wins over PARTNER_SYNC_BATCH_SIZE (10, from the fixture)."""
+    from airflow.models import Variable as StoredVariable
+
+    test_warehouse.seed(sample_candidates(DAY))
+    StoredVariable.set("partner_sync_batch_size", "20")
+    try:
+        dag_run = run(sync_dag)
+    finally:
+        StoredVariable.delete("partner_sync_batch_size")
+    assert dag_run.state == "success"
+    assert batch_labels(dag_run) == ["batch 0: rows 0-19", "batch 1: rows 20-24"]

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 USERNAME = "admin"
+SYNC_DAG_ID = "partner_relationship_sync"
+TERMINAL_STATES = ("success", "failed")
 
 
 class ApiCallError(Exception):
@@ -78,10 +80,33 @@ class AirflowRestClient:
         deadline = time.monotonic() + timeout
         while True:
             states = {run_id: self.run(dag_id, run_id)["state"] for run_id in run_ids}
-            if all(state in ("success", "failed") for state in states.values()):
+            if all(state in TERMINAL_STATES for state in states.values()):
                 return states
             if time.monotonic() > deadline:
                 raise TimeoutError(f"runs not done after {timeout:.0f} s: {states}; logs in {self.home}/logs")
+            time.sleep(1)
+
+    def runs(self, dag_id: str = SYNC_DAG_ID) -> list[dict[str, Any]]:
+        """The DAG's latest 100 runs, newest first."""
+        return self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-id")["dag_runs"]
+
+    def wait_for_scheduled_run(self, timeout: float, dag_id: str = SYNC_DAG_ID) -> None:
+        """Unpausing makes the scheduler create the latest interval's run a moment later: until it came and ended,
+        so that it never joins a test's or a measurement's runs half-way."""
+        deadline = time.monotonic() + timeout
+        while not any(run["run_type"] == "scheduled" for run in self.runs(dag_id)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no scheduled run {timeout:.0f} s after unpausing; logs in {self.home}/logs")
+            time.sleep(1)
+        self.wait_until_no_run_in_flight(timeout, dag_id)
+
+    def wait_until_no_run_in_flight(self, timeout: float, dag_id: str = SYNC_DAG_ID) -> None:
+        """Until no run of the DAG is queued or running, listed afresh each time: the scheduler may add one at any
+        moment (the first after unpausing, the next at midnight UTC)."""
+        deadline = time.monotonic() + timeout
+        while busy := [run["dag_run_id"] for run in self.runs(dag_id) if run["state"] not in TERMINAL_STATES]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs {busy} still in flight after {timeout:.0f} s; logs in {self.home}/logs")
             time.sleep(1)
 
     def emulator(self, path: str, body: Any = None) -> Any:

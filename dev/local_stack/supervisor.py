@@ -23,6 +23,7 @@ from dev.local_stack.rest_client import USERNAME, AirflowRestClient, ApiCallErro
 from dev.local_stack.settings import Settings, read_settings, stack_variables
 
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+SCHEDULER_IDLE_SLEEP_SECONDS = 0.2
 
 
 @dataclass
@@ -90,6 +91,9 @@ class LocalAirflow(AirflowRestClient):
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.url,
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                # An idle scheduler loop sleeps this long (Airflow's default 1 s): each hand-off from a task to the
+                # next, and the run's end, waits up to one loop.
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(SCHEDULER_IDLE_SLEEP_SECONDS),
             }
         )
         if self.metadata_db:

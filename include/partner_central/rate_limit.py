@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -16,11 +17,13 @@ DEFAULT_WRITES_PER_SECOND = 3.0
 # `rate` consecutive intervals span WINDOW_SPARE_SECONDS more than a second; a send may then come up to that much
 # later than its instant (a caller woken late, jitter between sending and arriving) without putting one call more
 # than the quota into any one-second window.
-WINDOW_SPARE_SECONDS = 0.05
+WINDOW_SPARE_SECONDS = 0.025
 # A caller that takes its instant at most this late keeps the schedule (the next instant is one interval after its
 # own), so the moments of waking and of taking a lock do not widen every interval; one later than this gives its
 # instant up, so that sending late cannot crowd the next caller. The rest of the spare is the network's.
 LATE_TOLERANCE_SECONDS = WINDOW_SPARE_SECONDS / 2
+# Slots a caller may reserve ahead and miss (woken too late) before it waits for one to come due instead.
+RESERVATIONS = 3
 
 
 # The account's quota each operation counts against: each write has its own (the sync paces tag writes on the
@@ -45,18 +48,22 @@ def spacing(rate: float) -> float:
 
 
 def wait_for_slot(
-    reserve: Callable[[], tuple[float, float]],
+    reserve: Callable[[bool], tuple[float, float]],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> None:
-    """Reserve a slot (reserve() returns (now, slot)), sleep until it, and take a new one if woken too late for it
-    (at most a few times: a starved process must still make progress)."""
-    for _ in range(3):
-        now, slot = reserve()
+    """Reserve the next slot (reserve(True) returns (now, slot) and moves the schedule past it), sleep until it, and
+    send. Reserving ahead serves callers in the order they ask, so concurrent callers share the rate evenly and every
+    slot has a caller waiting for it. One woken too late for its slot gives it up (sending it late could crowd the
+    next caller's) and reserves again; after RESERVATIONS such wakes it takes a slot only once it is due
+    (reserve(False) moves the schedule only when the slot is now), so a starved process still makes progress."""
+    for attempt in itertools.count():
+        ahead = attempt < RESERVATIONS
+        now, slot = reserve(ahead)
         if slot <= now:
             return
         sleep(slot - now)
-        if clock() - slot <= LATE_TOLERANCE_SECONDS:
+        if ahead and clock() - slot <= LATE_TOLERANCE_SECONDS:
             return
 
 
@@ -108,11 +115,12 @@ class AdaptiveRateLimiter:
     def acquire(self) -> None:
         wait_for_slot(self._reserve, self._clock, self._sleep)
 
-    def _reserve(self) -> tuple[float, float]:
+    def _reserve(self, ahead: bool) -> tuple[float, float]:
         with self._lock:
             now = self._clock()
             start = max(now, self._next_free)
-            self._next_free = start + self.interval()
+            if ahead or start <= now:
+                self._next_free = start + self.interval()
         return now, start
 
     def throttled(self) -> None:

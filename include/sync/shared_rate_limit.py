@@ -1,15 +1,15 @@
 """A rate limiter whose schedule lives in the warehouse, so every caller of one AWS account shares one quota.
 
-One row holds the account's next free instant. A caller takes it right before sending, under the row's write lock,
-and moves it one interval on; a caller that comes early sleeps until it and tries again. A caller that takes its
-instant at most LATE_TOLERANCE_SECONDS after it (the moments of waking and of taking the lock) keeps the schedule,
-so those moments do not widen every interval; one that a busy CPU woke later moves it one interval on from when it
-really sends, so it only delays the next one. Either way no one-second window holds more than `rate` sends, with
-time to spare for the network (rate_limit.WINDOW_SPARE_SECONDS). Pool slots, concurrent DAG runs, backfills and
-worker hosts that use the same AWS connection share this one schedule, however many there are. A throttle pushes
-the next free instant a second on, so everybody pauses, and halves this caller's own rate until successes win it
-back. Every instant is the warehouse's clock, so a worker whose own clock is off neither sends early nor makes the
-others wait; a wait longer than a few seconds is logged with its reason.
+One row holds the account's next free instant. A caller reserves it under the row's write lock, moves it one
+interval on, sleeps until it and sends: callers are served in the order they ask, so pool slots share the rate evenly
+and each slot has a caller waiting for it (rate_limit.wait_for_slot). A caller woken at most LATE_TOLERANCE_SECONDS
+after its slot (the moments of waking and of taking the lock) sends, so those moments do not widen every interval;
+one woken later gives its slot up and reserves another, so sending late never crowds the next caller. Either way no
+one-second window holds more than `rate` sends, with time to spare for the network (rate_limit.WINDOW_SPARE_SECONDS).
+Pool slots, concurrent DAG runs, backfills and worker hosts that use the same AWS connection share this one schedule,
+however many there are. A throttle pushes the next free instant a second on, so everybody pauses, and halves this
+caller's own rate until successes win it back. Every instant is the warehouse's clock, so a worker whose own clock
+is off neither sends early nor makes the others wait; a wait longer than a few seconds is logged with its reason.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from include.partner_central.rate_limit import LATE_TOLERANCE_SECONDS, AdaptiveRateLimiter
+from include.partner_central.rate_limit import LATE_TOLERANCE_SECONDS, AdaptiveRateLimiter, wait_for_slot
 from include.sync.dialect import db_epoch, insert_missing
 from include.sync.warehouse import Warehouse, retry_transient
 
@@ -48,6 +48,7 @@ class WarehouseRateLimiter:
         self.key = key
         self.own_rate = AdaptiveRateLimiter(rate)  # only its rate bookkeeping is used
         self._clock = clock
+        self._timer = clock or time.monotonic
         self._sleep = sleep
         rate_limit = warehouse.schema.rate_limit
         self._select = (
@@ -65,33 +66,37 @@ class WarehouseRateLimiter:
 
     @retry_transient
     def acquire(self) -> None:
-        while True:
-            with self.warehouse.transaction(lock=True) as connection:
-                now, next_free = self._read(connection)
-                if next_free - now > MAX_PLAUSIBLE_WAIT_SECONDS:
-                    log.warning(
-                        "The shared rate schedule of %s was %.0f s ahead of the warehouse's clock (written by a clock "
-                        "that ran ahead); sending now instead of waiting",
-                        self.key,
-                        next_free - now,
-                    )
-                    next_free = now
-                if now >= next_free:
-                    on_schedule = now - next_free <= LATE_TOLERANCE_SECONDS
-                    connection.execute(
-                        self._move.values(next_free_at=(next_free if on_schedule else now) + self.own_rate.interval())
-                    )
-                    return
-            wait = next_free - now
-            if wait > LOGGED_WAIT_SECONDS:
-                log.info(
-                    "Waiting %.1f s for a rate slot of %s: the API throttled this account's callers and the shared "
-                    "schedule is pausing everybody (rate %.2g/s here)",
-                    wait,
+        wait_for_slot(self._reserve, self._timer, self._sleep)
+
+    def _reserve(self, ahead: bool) -> tuple[float, float]:
+        """(now, the slot) on this process's timer: the schedule is kept in the warehouse's clock, and the wait until
+        the slot is measured from the moment the warehouse answered."""
+        with self.warehouse.transaction(lock=True) as connection:
+            now, next_free = self._read(connection)
+            read_at = self._timer()
+            if next_free - now > MAX_PLAUSIBLE_WAIT_SECONDS:
+                log.warning(
+                    "The shared rate schedule of %s was %.0f s ahead of the warehouse's clock (written by a clock "
+                    "that ran ahead); sending now instead of waiting",
                     self.key,
-                    self.own_rate.rate,
+                    next_free - now,
                 )
-            self._sleep(wait)
+                next_free = now
+            # A caller at most LATE_TOLERANCE_SECONDS after the free instant keeps the schedule; a later one starts it
+            # again from now.
+            slot = next_free if now - next_free <= LATE_TOLERANCE_SECONDS else now
+            if ahead or slot <= now:
+                connection.execute(self._move.values(next_free_at=slot + self.own_rate.interval()))
+        wait = slot - now
+        if wait > LOGGED_WAIT_SECONDS:
+            log.info(
+                "Waiting %.1f s for a rate slot of %s: the API throttled this account's callers and the shared "
+                "schedule is pausing everybody (rate %.2g/s here)",
+                wait,
+                self.key,
+                self.own_rate.rate,
+            )
+        return read_at, read_at + wait
 
     @retry_transient
     def throttled(self) -> None:

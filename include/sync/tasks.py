@@ -4,6 +4,7 @@ through PartnerCentralChannelHook. The work itself is in include.sync.steps."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,20 +32,45 @@ from include.sync.shared_rate_limit import WarehouseRateLimiter
 from include.sync.warehouse import CandidatesTableError, Warehouse
 from include.vocabulary import APPROVAL_APPROVED, APPROVAL_REJECTED
 
+log = logging.getLogger(__name__)
 # Staged candidates of each action the approver is shown.
 SAMPLE_PER_ACTION = 5
 # Who rejected a plan nobody answered within approval_timeout_hours.
 NO_ANSWER = "nobody (no answer in time)"
 
 
+VARIABLE_PREFIX = "partner_sync_"
+
+
 def sync_settings() -> SyncSettings:
     """Airflow Variable `partner_sync_<name>`, else environment `PARTNER_SYNC_<NAME>`, else the default."""
+    stored = stored_variables(VARIABLE_PREFIX)
 
     def lookup(name: str) -> str | None:
-        value = Variable.get(f"partner_sync_{name}", default=None)
+        key = VARIABLE_PREFIX + name
+        # The environment's secrets backend: AIRFLOW_VAR_<KEY>, which a listing of the metadata database misses.
+        exists = stored is None or key in stored or f"AIRFLOW_VAR_{key.upper()}" in os.environ
+        value = Variable.get(key, default=None) if exists else None
         return value if value is not None else os.environ.get(f"PARTNER_SYNC_{name.upper()}")
 
     return SyncSettings.load(lookup)
+
+
+def stored_variables(prefix: str) -> frozenset[str] | None:
+    """The metadata database's Variables named `prefix...`, listed in one call: a look-up of each of the forty
+    settings is a round trip through the task's supervisor to the API server (0.3 s a task, more when tasks start
+    together). None when the listing is not the whole answer: a custom secrets backend is configured (Variable.keys
+    lists the metadata database's only), or this process's supervisor does not list keys; every setting is then
+    looked up."""
+    from airflow.sdk.configuration import conf
+
+    if conf.get("workers", "secrets_backend", fallback="") or conf.get("secrets", "backend", fallback=""):
+        return None
+    try:
+        return frozenset(Variable.keys(prefix=prefix))
+    except Exception as unlisted:  # an optimisation only: any failure falls back to the exact look-ups
+        log.debug("Listing the Variables %s* failed, looking each setting up: %s", prefix, unlisted)
+        return None
 
 
 def engine_for(conn_id: str) -> sa.Engine:

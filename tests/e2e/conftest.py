@@ -22,17 +22,16 @@ import pytest
 from dev import PROJECT_DIR
 from dev.emulator.service import Settings as EmulatorSettings
 from dev.local_stack.databases import free_port, fresh_postgres_database
-from dev.local_stack.rest_client import ApiCallError
+from dev.local_stack.rest_client import SYNC_DAG_ID, ApiCallError
 from dev.local_stack.supervisor import LocalAirflow
 from include.sync.preflight import is_probe
 from tests.warehouses import POSTGRES_DSN, TestWarehouse
 
-DAG_ID = "partner_relationship_sync"
+DAG_ID = SYNC_DAG_ID
 METADATA_DB = "partner_sync_e2e_airflow"
 WAREHOUSE_DB = "partner_sync_e2e_warehouse"
 ARTIFACTS = PROJECT_DIR / "test-artifacts"
 TEST_DAGS = Path(__file__).with_name("dags")
-TERMINAL = ("success", "failed")
 DEADLINE_MINUTES = "0.05"
 
 
@@ -76,9 +75,6 @@ class Stack(LocalAirflow):
             self.call("DELETE", f"/api/v2/connections/{conn_id}")
         self.call("POST", "/api/v2/connections", body)
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-id")["dag_runs"]
-
     def sync_run(self, run_id: str) -> dict[str, Any]:
         return self.run(DAG_ID, run_id)
 
@@ -112,23 +108,6 @@ class Stack(LocalAirflow):
             for run in self.runs()
             if run["run_type"] == "backfill" and first <= run["logical_date"][:10] <= last
         }
-
-    def wait_for_scheduled_run(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(run["run_type"] == "scheduled" for run in self.runs()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no scheduled run {timeout:.0f} s after unpausing; logs in {self.home}/logs")
-            time.sleep(1)
-        self.wait_until_no_run_in_flight(timeout)
-
-    def wait_until_no_run_in_flight(self, timeout: float) -> None:
-        """Until no run of the sync DAG is queued or running, listed afresh each time: the scheduler may add one
-        at any moment (the first after unpausing, the next at midnight UTC)."""
-        deadline = time.monotonic() + timeout
-        while busy := [run["dag_run_id"] for run in self.runs() if run["state"] not in TERMINAL]:
-            if time.monotonic() > deadline:
-                pytest.fail(f"runs {busy} still in flight after {timeout:.0f} s; logs in {self.home}/logs")
-            time.sleep(1)
 
     def lineage_events(self) -> list[dict[str, Any]]:
         """The OpenLineage events written so far (the file transport's, oldest first)."""
@@ -181,8 +160,6 @@ def running_stack(name: str, metadata_db: str, warehouse_db: str, **options: Any
     airflow.start(timeout=300)
     try:
         airflow.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-        # Unpausing makes the scheduler create the latest interval's run a moment later; let it come and finish
-        # before the first test, so that it never joins a test's race half-way.
         airflow.wait_for_scheduled_run(timeout=180)
         yield airflow
     finally:
