@@ -110,12 +110,13 @@ def candidates(n: int) -> list[dict[str, Any]]:
 
 
 def ts(text: str | None) -> float:
+    """An instant of the REST API (ISO 8601) in seconds since the epoch; 0 for none."""
     return dt.datetime.fromisoformat(text).timestamp() if text else 0.0
 
 
 class QuotaBench:
     def __init__(self, n: int, quota: float, executor: str = "local") -> None:
-        self.n, self.quota, self.executor = n, quota, executor
+        self.n, self.quota = n, quota
         self.dags = Path(tempfile.mkdtemp(prefix="bench-dags-"))
         for source in [*(PROJECT_DIR / "dags").glob("*.py"), PROJECT_DIR / "bench" / "dags" / "bench_alternatives.py"]:
             (self.dags / source.name).symlink_to(source)
@@ -199,8 +200,8 @@ class QuotaBench:
             run_ids = [(dag_id, self.stack.trigger(dag_id, conf)) for dag_id, conf in runs]
             states = [self.stack.wait_runs(dag_id, [run_id], timeout=3600)[run_id] for dag_id, run_id in run_ids]
         # Until the last run ended, as Airflow recorded it (the poll above sees it up to a second late).
-        ended = [dt.datetime.fromisoformat(self.stack.run(dag_id, run_id)["end_date"]) for dag_id, run_id in run_ids]
-        result.seconds = max(ended).timestamp() - started
+        ended = [ts(self.stack.run(dag_id, run_id)["end_date"]) for dag_id, run_id in run_ids]
+        result.seconds = max(ended) - started
         result.state = ", ".join(sorted(set(states)))
         result.peak_task_rss_mib = memory.peak / 2**20
         calls = self.stack.emulator("calls")

@@ -15,6 +15,9 @@ from typing import Any
 
 from dev.local_stack.databases import free_port
 
+# An incoming webhook's path, shaped like Slack's (/services/<team>/<channel>/<secret>).
+SLACK_WEBHOOK_PATH = "/services/T0RECEIVER/B0RECEIVER/local-receiver-secret"
+
 AWS_TESTING = {"login": "testing", "password": "testing"}
 REGION = "us-east-1"
 
@@ -76,7 +79,7 @@ class SlackReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T000/B000/XXXXXXXX"
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{SLACK_WEBHOOK_PATH}"
 
     def start(self) -> SlackReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -16,7 +16,7 @@ from dev.demo_data import sample_candidates
 from include.sync import alerts
 from include.sync.settings import SyncSettings
 from tests.conftest import sqlite_warehouse
-from tests.receivers import SlackReceiver, SmtpReceiver, SnsReceiver
+from tests.receivers import SLACK_WEBHOOK_PATH, SlackReceiver, SmtpReceiver, SnsReceiver
 from tests.receivers import drain as received
 from tests.test_dag_integrity import DAGS_FOLDER
 from tests.test_sync_dag import DAY, LOGICAL_DATE
@@ -120,7 +120,7 @@ def test_an_alert_reaches_email_slack_and_sns(receivers):
     assert [subject for subject, _ in got] == [alert.subject] * 3
     assert all("What failed: <everything> & more" in text for _, text in got)
     assert addresses == ["data-team@example.com", "on-call@example.com"]
-    assert path == "/services/T000/B000/XXXXXXXX"
+    assert path == SLACK_WEBHOOK_PATH
 
 
 def test_a_channel_that_fails_does_not_stop_the_others(receivers, monkeypatch):

@@ -33,12 +33,12 @@ from include.sync.warehouse import CandidatesTableError, Warehouse
 from include.vocabulary import APPROVAL_APPROVED, APPROVAL_REJECTED
 
 log = logging.getLogger(__name__)
+
 # Staged candidates of each action the approver is shown.
 SAMPLE_PER_ACTION = 5
 # Who rejected a plan nobody answered within approval_timeout_hours.
 NO_ANSWER = "nobody (no answer in time)"
-
-
+# Setting NAME is the Variable partner_sync_NAME, else the environment's PARTNER_SYNC_NAME (include.sync.settings).
 VARIABLE_PREFIX = "partner_sync_"
 
 
@@ -51,7 +51,7 @@ def sync_settings() -> SyncSettings:
         # The environment's secrets backend: AIRFLOW_VAR_<KEY>, which a listing of the metadata database misses.
         exists = stored is None or key in stored or f"AIRFLOW_VAR_{key.upper()}" in os.environ
         value = Variable.get(key, default=None) if exists else None
-        return value if value is not None else os.environ.get(f"PARTNER_SYNC_{name.upper()}")
+        return value if value is not None else os.environ.get(key.upper())
 
     return SyncSettings.load(lookup)
 
