@@ -4,6 +4,7 @@ candidates table as input, Partner Central's relationships and the outcome table
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from dev.demo_data import distinct_candidates as candidates
 from tests.e2e.conftest import DAG_ID, Stack
@@ -20,6 +21,22 @@ def datasets(event: dict, key: str) -> list[dict]:
     return [{"namespace": item["namespace"], "name": item["name"]} for item in event[key]]
 
 
+def completed_task_events(stack: Stack, seen: int, expected: set[str], timeout: float = 30) -> dict[str, dict]:
+    """The sync's tasks' COMPLETE events after the first `seen`, by task, once `expected` are all there or `timeout`
+    passed: the provider's listener writes a task's event as the task ends, which may be a moment after the run is
+    shown done (record_run is its last task)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        completed = {
+            event["job"]["name"].removeprefix(f"{DAG_ID}."): event
+            for event in stack.lineage_events()[seen:]
+            if event["eventType"] == "COMPLETE" and event["job"]["name"].startswith(f"{DAG_ID}.")
+        }
+        if expected <= set(completed) or time.monotonic() > deadline:
+            return completed
+        time.sleep(0.5)
+
+
 def test_a_sync_runs_task_events_name_what_it_read_and_wrote(e2e: Stack, warehouse: TestWarehouse):
     warehouse.seed(candidates(dt.date(2026, 6, 1), 3, first_account=6000))
     seen = len(e2e.lineage_events())
@@ -27,11 +44,7 @@ def test_a_sync_runs_task_events_name_what_it_read_and_wrote(e2e: Stack, warehou
     run_id = e2e.trigger_sync({})
     assert e2e.wait_sync_runs([run_id], timeout=180) == {run_id: "success"}
 
-    completed = {
-        event["job"]["name"].removeprefix(f"{DAG_ID}."): event
-        for event in e2e.lineage_events()[seen:]
-        if event["eventType"] == "COMPLETE" and event["job"]["name"].startswith(f"{DAG_ID}.")
-    }
+    completed = completed_task_events(e2e, seen, {"check_and_stage", "create_relationships", "record_run"})
     assert {"check_and_stage", "create_relationships", "record_run"} <= set(completed)
     candidates_table = table(e2e, "partner_relationship_candidates")
     outcomes = table(e2e, "partner_relationship_outcomes")
